@@ -1,0 +1,63 @@
+"""Shared tensor -> tensor helpers used by every family.
+
+Blocks are functions ``(x, ..., *, name) -> x``; every layer they make is named
+``f"{name}_{op}"`` so names are deterministic and hierarchical (``stage2_block3_conv1``).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def conv_bn_act(
+    x,
+    filters: int,
+    kernel_size: int | tuple[int, int],
+    *,
+    name: str,
+    strides: int = 1,
+    padding: str = "same",
+    activation: str | None = "relu",
+    use_bias: bool = False,
+    batch_norm: bool = True,
+    kernel_initializer: str = "he_normal",
+    bn_epsilon: float = 1e-3,
+    bn_momentum: float = 0.99,
+):
+    """Conv2D, then BatchNormalization, then activation (each optional but the conv)."""
+    x = layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=use_bias,
+        kernel_initializer=kernel_initializer,
+        name=f"{name}_conv",
+    )(x)
+    if batch_norm:
+        x = layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name=f"{name}_bn")(x)
+    if activation is not None:
+        x = layers.Activation(activation, name=f"{name}_{activation_name(activation)}")(x)
+    return x
+
+
+def activation_name(activation) -> str:
+    """A layer-name-safe name for an activation given as a string or a callable."""
+    if isinstance(activation, str):
+        return activation
+    return getattr(activation, "__name__", type(activation).__name__).lower()
+
+
+def classifier_head(x, num_classes: int, *, name: str = "logits", use_bias: bool = True, **dense_kwargs):
+    """The float32 logits layer every model ends with.
+
+    The layer's dtype policy is pinned to float32, so under a mixed-precision global policy
+    the logits (and therefore the softmax inside the loss) stay in full precision.
+    """
+    return layers.Dense(num_classes, dtype="float32", use_bias=use_bias, name=name, **dense_kwargs)(x)
+
+
+def model_input(input_shape: tuple[int, ...], *, name: str = "image"):
+    """The model's ``keras.Input``."""
+    return keras.Input(shape=tuple(input_shape), name=name)

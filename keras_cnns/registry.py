@@ -1,0 +1,143 @@
+"""One registry of every architecture: ``register`` / ``build_model`` / ``list_models``.
+
+Each family module in ``keras_cnns.models`` holds a table of frozen spec dataclasses and
+one builder; it registers every variant by name at import. Registration stores data only:
+nothing is built until ``build_model`` is called.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from keras_cnns.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model variant.
+
+    Attributes:
+        name: registry name, for example ``"resnet20_cifar"``.
+        family: family module name, for example ``"resnet_cifar"``.
+        builder: ``builder(spec, *, input_shape, num_classes, name, **kwargs) -> keras.Model``.
+        spec: the variant's frozen spec (from the family's table).
+        paper: short citation, with table, for the variant.
+        input_shape: default input shape (channels last).
+        num_classes: default number of classes.
+        defaults: default keyword arguments passed to the builder.
+        description: one line for ``keras-cnns models``.
+        small_input_shape: the smallest input the variant builds on, for quick tests
+            (defaults to ``input_shape``).
+    """
+
+    name: str
+    family: str
+    builder: Callable[..., Any]
+    spec: Any
+    paper: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    small_input_shape: tuple[int, ...] | None = None
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_FAMILIES_LOADED = False
+
+
+def register(
+    name: str,
+    *,
+    family: str,
+    builder: Callable[..., Any],
+    spec: Any,
+    paper: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    description: str = "",
+    small_input_shape: tuple[int, ...] | None = None,
+    **defaults: Any,
+) -> None:
+    """Register a model variant under ``name``. Names are unique."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = ModelEntry(
+        name=name,
+        family=family,
+        builder=builder,
+        spec=spec,
+        paper=paper,
+        input_shape=tuple(input_shape),
+        num_classes=num_classes,
+        defaults=dict(defaults),
+        description=description,
+        small_input_shape=tuple(small_input_shape) if small_input_shape else None,
+    )
+
+
+def _load_families() -> None:
+    global _FAMILIES_LOADED
+    if not _FAMILIES_LOADED:
+        importlib.import_module("keras_cnns.models")
+        _FAMILIES_LOADED = True
+
+
+def list_models(family: str | None = None) -> list[ModelEntry]:
+    """All registered variants, in registration order, optionally of one family."""
+    _load_families()
+    return [e for e in _REGISTRY.values() if family is None or e.family == family]
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The entry for ``name``; an unknown name is a ``UserError`` naming the closest matches."""
+    _load_families()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(
+            f"unknown model {name!r}{hint} (run 'keras-cnns models' for the list)"
+        ) from None
+
+
+def build_model(
+    name: str,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    num_classes: int | None = None,
+    **overrides: Any,
+):
+    """Build a registered model.
+
+    Args:
+        name: registry name (see ``list_models``).
+        input_shape: channels-last input shape; defaults to the variant's own.
+        num_classes: number of output logits; defaults to the variant's own.
+        **overrides: builder keyword arguments (``activation``, ``dropout``, ``drop_path``, ...).
+
+    Returns:
+        A ``keras.Model`` that maps images to float32 logits.
+    """
+    entry = get_entry(name)
+    kwargs = {**entry.defaults, **overrides}
+    accepted = inspect.signature(entry.builder).parameters
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        allowed = sorted(k for k in accepted if k not in ("spec", "input_shape", "num_classes", "name"))
+        raise UserError(
+            f"model {name!r} takes no option {unknown[0]!r}; its options are: {', '.join(allowed)}"
+        )
+    return entry.builder(
+        entry.spec,
+        input_shape=tuple(input_shape or entry.input_shape),
+        num_classes=int(num_classes or entry.num_classes),
+        name=name,
+        **kwargs,
+    )
