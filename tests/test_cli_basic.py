@@ -1,0 +1,148 @@
+"""``keras-cnns models``, ``summary`` and ``shape``: exit codes, one-line errors, and output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keras_cnns import registry
+from keras_cnns.cli import main
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, f"expected one line, got: {err!r}"
+    return err
+
+
+@pytest.mark.smoke
+def test_help_via_console_script():
+    script = Path(sys.executable).parent / "keras-cnns"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "keras_cnns.cli"]
+    done = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for command in ("models", "summary", "shape"):
+        assert command in done.stdout
+
+
+# --- shape -------------------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+def test_shape_prints_size_and_formula(capsys):
+    assert main(["shape", "--input", "5", "--kernel", "3", "--stride", "2", "--padding", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "output size: 3x3" in out
+    assert "floor((5 + 2*1 - 1*(3 - 1) - 1) / 2) + 1 = 3" in out
+
+
+@pytest.mark.smoke
+def test_shape_height_and_width(capsys):
+    args = ["shape", "--input", "224x160", "--kernel", "7", "--stride", "2", "--padding", "same"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "output size: 112x80" in out
+    assert "ceil(160 / 2) = 80" in out
+
+
+@pytest.mark.smoke
+def test_shape_too_large_kernel_is_one_line(capsys):
+    assert main(["shape", "--input", "5", "--kernel", "7", "--dilation", "2", "--padding", "2"]) == 2
+    err = _error_line(capsys)
+    assert "spans 13 pixels but the padded input has only 9" in err
+
+
+@pytest.mark.smoke
+def test_shape_zero_stride_is_one_line(capsys):
+    assert main(["shape", "--input", "32", "--kernel", "3", "--stride", "0"]) == 2
+    assert "stride must be a positive integer, got 0" in _error_line(capsys)
+
+
+@pytest.mark.smoke
+def test_shape_bad_number_is_an_argument_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["shape", "--input", "big", "--kernel", "3"])
+    assert exit_info.value.code == 2
+    assert "--input" in _error_line(capsys)
+
+
+# --- summary -----------------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+def test_summary_unknown_model_names_closest_matches(capsys):
+    assert main(["summary", "vgg61"]) == 2
+    err = _error_line(capsys)
+    assert "unknown model 'vgg61'" in err and "vgg16" in err
+
+
+@pytest.mark.smoke
+def test_summary_bad_input_shape_text(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["summary", "lenet5", "--input-shape", "32by32"])
+    assert exit_info.value.code == 2
+    assert "expected a shape such as 32x32x3" in _error_line(capsys)
+
+
+@pytest.mark.smoke
+def test_summary_wrong_rank_input_shape(capsys):
+    assert main(["summary", "lenet5", "--input-shape", "32x32"]) == 2
+    assert "has 2 dimensions; lenet5 takes 3" in _error_line(capsys)
+
+
+@pytest.mark.smoke
+def test_summary_too_small_input_is_one_line(capsys, monkeypatch):
+    """Keras only finds a map that shrank to nothing while building: a real Keras error here."""
+
+    def build_tiny(name, *, input_shape=None, num_classes=None):
+        import keras
+
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Conv2D(4, 11, name="conv")(inputs))
+
+    monkeypatch.setattr(registry, "build_model", build_tiny)
+    assert main(["summary", "lenet5", "--input-shape", "8x8x3"]) == 2
+    err = _error_line(capsys)
+    assert err.startswith("keras-cnns: error: input shape 8x8x3 is too small for lenet5: ")
+    assert "zero or negative" in err
+
+
+@pytest.mark.smoke
+def test_summary_lenet5(capsys):
+    assert main(["summary", "lenet5"]) == 0
+    out = capsys.readouterr().out
+    assert "c1_conv" in out and "28x28x6" in out
+    assert "(trainable 60,000)" in out  # LeCun et al. 1998: exactly 60,000 trainable parameters
+    assert out.splitlines()[-2].startswith("total")
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+def test_models_without_params_lists_the_family(capsys):
+    assert main(["models", "--family", "vgg", "--no-params"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["name", "family", "paper", "input", "classes"]
+    assert [line.split()[0] for line in lines[1:]] == ["vgg11", "vgg13", "vgg16", "vgg19"]
+    assert all("224x224x3" in line and "1000" in line for line in lines[1:])
+
+
+@pytest.mark.smoke
+def test_models_counts_parameters(capsys):
+    assert main(["models", "--family", "lenet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-2:] == ["parameters", "trainable"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["lenet5"][-1] == "60,000"
+    assert rows["lenet5_modern"][-2] == "61,706"
+
+
+@pytest.mark.smoke
+def test_models_unknown_family(capsys):
+    assert main(["models", "--family", "transformers"]) == 2
+    err = _error_line(capsys)
+    assert "no model family 'transformers'" in err and "resnet_cifar" in err
