@@ -1,0 +1,978 @@
+"""The training engine: ``train(config, out_dir=...)`` runs one ``TrainConfig`` end to end.
+
+What a run does, in order:
+
+1. Seeds everything (``keras.utils.set_random_seed``), and in ``deterministic`` mode makes the
+   backend's kernels deterministic too (TensorFlow: op determinism; PyTorch: deterministic
+   algorithms). Both, and the mixed-precision policy, are restored when the run returns.
+2. Loads the dataset (``keras_cnns.data.load_dataset``), fits the preprocessing on the training
+   split only and applies it to every split.
+3. Builds the registry model under the run's dtype policy and puts the augmenter in front of it
+   in a wrapper model ``inputs -> augmenter -> model``: augmentation runs per batch on the
+   device, inside the compiled training step, and only when ``training=True``.
+4. Compiles with the optimizer, the learning-rate schedule (see ``learning_rate_at``) and the
+   weight decay of the config, XLA where Keras uses it (TensorFlow with a GPU, JAX; never
+   PyTorch).
+5. Trains epoch by epoch: each epoch sees the training set in an order drawn from
+   ``(seed, epoch)``, and every ``SeedGenerator`` of the wrapper (dropout, augmentation,
+   stochastic depth) is reset from ``(seed, epoch)``: Keras' weight files do not hold their
+   states, and this way a resumed run sees exactly the randomness of an uninterrupted one.
+   After each epoch the weights and optimizer state (``save_weights`` holds both), then a
+   ``state.json`` naming them, are written atomically under
+   ``out_dir/checkpoints/<run_id>/``. Re-running the same config resumes from there.
+6. Tests the selected weights (the final epoch's, or the best validation epoch's) and appends
+   one record to ``out_dir/records.jsonl`` (see ``RECORD_KEYS``).
+
+A non-finite loss stops the run at once; the last good checkpoint stays, a record with status
+``"diverged"`` is appended, then ``DivergedError`` is raised.
+
+Weight decay, two explicit choices (``TrainConfig.weight_decay_mode``):
+
+* ``"l2"``: every trainable variable of rank >= 2 of the built model (conv and dense kernels,
+  never biases or batch-norm parameters) gets ``keras.regularizers.L2(weight_decay)`` as its
+  ``regularizer``; Keras adds ``weight_decay * sum(w**2)`` to the training loss (and to the
+  reported loss and val_loss) on every backend. The papers' "weight decay 1e-4" is 5e-5 here.
+* ``"decoupled"``: the optimizer's ``weight_decay``, the same variables only: each step
+  ``w -= learning_rate * weight_decay * w`` before the gradient step (AdamW-style for Adam).
+
+Only ``keras``, ``keras.ops`` and ``numpy`` are used at import: the engine runs on JAX or
+PyTorch machines without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_cnns import records as records_lib
+from keras_cnns.errors import DivergedError, UserError
+from keras_cnns.experiment import TrainConfig
+
+RECORDS_FILE = "records.jsonl"
+CHECKPOINTS_DIR = "checkpoints"
+STATE_FILE = "state.json"
+FINAL_MODEL_FILE = "model.keras"
+TENSORBOARD_DIR = "tensorboard"
+
+RECORD_KEYS = (
+    "run_id", "status", "tags", "config", "model", "params", "trainable_params", "dataset",
+    "history", "test", "selected_epoch", "wall_time", "started", "finished", "backend",
+    "versions", "device", "git", "seed", "precision",
+)  # fmt: skip
+
+# One-cycle (Smith & Topin 2019), with PyTorch OneCycleLR's defaults and linear annealing.
+ONECYCLE_PEAK_FRACTION = 0.3
+ONECYCLE_DIV_FACTOR = 25.0
+ONECYCLE_FINAL_DIV_FACTOR = 1e4
+# Plateau: a lower validation loss by at least this much is an improvement (Keras' default).
+PLATEAU_MIN_DELTA = 1e-4
+
+_STATE_VERSION = 1
+_SEED_STATE_NAME = "seed_generator_state"  # the variable every keras.random.SeedGenerator owns
+
+
+# --- learning-rate schedules ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchedulePlan:
+    """A config's learning-rate schedule in steps (what the optimizer counts).
+
+    Attributes:
+        kind: ``TrainConfig.schedule``.
+        base_lr: the peak learning rate.
+        total_steps: ``epochs * steps_per_epoch``.
+        boundaries: step schedule: the steps at which the rate is multiplied by ``factor``.
+        factor: ``TrainConfig.lr_factor``.
+        warmup_steps: ``round(warmup_epochs * steps_per_epoch)``.
+        warmup_lr: the constant warm-up rate, or ``None`` for a linear ramp.
+    """
+
+    kind: str
+    base_lr: float
+    total_steps: int
+    boundaries: tuple[int, ...] = ()
+    factor: float = 0.1
+    warmup_steps: int = 0
+    warmup_lr: float | None = None
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, steps_per_epoch: int) -> SchedulePlan:
+        if steps_per_epoch <= 0:
+            raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
+        return cls(
+            kind=config.schedule,
+            base_lr=config.learning_rate,
+            total_steps=config.epochs * steps_per_epoch,
+            boundaries=tuple(b * steps_per_epoch for b in config.lr_boundaries),
+            factor=config.lr_factor,
+            warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+            warmup_lr=config.warmup_lr,
+        )
+
+    def value(self, step, xp):
+        """The learning rate at ``step`` (0-based), computed with ``xp`` (numpy or keras.ops).
+
+        One formula serves both the pure ``learning_rate_at`` (numpy) and the optimizer's
+        in-graph schedule (keras.ops), so the values tests pin are the values training uses.
+        """
+        base = self.base_lr
+        if self.kind == "step":
+            lr = base + step * 0.0
+            for boundary in self.boundaries:
+                lr = lr * xp.where(step >= boundary, self.factor, 1.0)
+        elif self.kind == "cosine":
+            span = max(1, self.total_steps - self.warmup_steps)
+            t = xp.clip((step - self.warmup_steps) / span, 0.0, 1.0)
+            lr = base * 0.5 * (1.0 + xp.cos(math.pi * t))
+        elif self.kind == "onecycle":
+            initial = base / ONECYCLE_DIV_FACTOR
+            final = initial / ONECYCLE_FINAL_DIV_FACTOR
+            last = max(1, self.total_steps - 1)
+            peak = max(1, round(ONECYCLE_PEAK_FRACTION * last))
+            up = initial + (base - initial) * xp.clip(step / peak, 0.0, 1.0)
+            # Written from `final` so the last step is exactly `final` in float32 as well.
+            down = final + (base - final) * (1.0 - xp.clip((step - peak) / max(1, last - peak), 0.0, 1.0))
+            lr = xp.where(step < peak, up, down)
+        else:  # constant; plateau before any reduction
+            lr = base + step * 0.0
+        if self.warmup_steps:
+            if self.warmup_lr is not None:
+                lr = xp.where(step < self.warmup_steps, self.warmup_lr, lr)
+            else:
+                lr = lr * xp.minimum(1.0, (step + 1.0) / self.warmup_steps)
+        return lr
+
+
+def learning_rate_at(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of training step ``step`` (0-based) of a run of ``config``.
+
+    Pure (numpy only) and exactly what the optimizer's schedule computes. For
+    ``schedule="plateau"`` it is the rate before any reduction (reductions depend on the
+    validation loss, so no step-based function can know them).
+
+    Args:
+        config: the run's config.
+        step: the optimizer step, ``epoch * steps_per_epoch + batch``.
+        steps_per_epoch: ``ceil(training images / batch_size)``.
+
+    Returns:
+        The learning rate, a float.
+    """
+    plan = SchedulePlan.from_config(config, steps_per_epoch)
+    return float(plan.value(np.float64(step), np))
+
+
+def plateau_step(
+    val_loss: float, *, best: float | None, wait: int, lr: float, patience: int, factor: float
+) -> tuple[float, int, float]:
+    """One epoch of the plateau schedule (Keras' ``ReduceLROnPlateau`` rule, no cooldown).
+
+    A validation loss below ``best - PLATEAU_MIN_DELTA`` is an improvement; after ``patience``
+    epochs in a row without one, the rate is multiplied by ``factor`` and the count restarts.
+
+    Returns:
+        ``(best, wait, lr)`` after this epoch.
+    """
+    if best is None or val_loss < best - PLATEAU_MIN_DELTA:
+        return val_loss, 0, lr
+    wait += 1
+    if wait >= patience:
+        return best, 0, lr * factor
+    return best, wait, lr
+
+
+def early_stopping_step(
+    val_loss: float, *, best: float | None, wait: int, patience: int
+) -> tuple[float, int, bool]:
+    """One epoch of early stopping on the validation loss (Keras' ``EarlyStopping`` rule).
+
+    Returns:
+        ``(best, wait, stop)``: stop after ``patience`` epochs in a row without a lower loss.
+    """
+    if best is None or val_loss < best:
+        return val_loss, 0, False
+    return best, wait + 1, wait + 1 >= patience
+
+
+@keras.saving.register_keras_serializable(package="keras_cnns")
+class PlanSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``SchedulePlan.value`` as a Keras schedule of the optimizer's step counter."""
+
+    def __init__(self, **plan: Any):
+        plan["boundaries"] = tuple(plan.get("boundaries", ()))
+        self.plan = SchedulePlan(**plan)
+
+    def __call__(self, step):
+        return self.plan.value(ops.cast(step, "float32"), ops)
+
+    def get_config(self):
+        config = asdict(self.plan)
+        config["boundaries"] = list(config["boundaries"])
+        return config
+
+
+# --- model pieces ----------------------------------------------------------------------------------
+
+
+def decayed_variables(model) -> list:
+    """The variables weight decay acts on: trainable, rank >= 2 (conv and dense kernels)."""
+    return [v for v in model.trainable_variables if len(v.shape) >= 2]
+
+
+def apply_l2(model, l2: float) -> int:
+    """Put ``keras.regularizers.L2(l2)`` on every kernel of ``model`` (see ``decayed_variables``).
+
+    Keras then adds ``l2 * sum(w**2)`` over those variables to the training loss, on every
+    backend, with no builder argument needed.
+
+    Returns:
+        The number of variables regularised.
+
+    Raises:
+        UserError: a variable already has a regulariser (the builder set one): two penalties
+            on one weight would silently double the decay.
+    """
+    variables = decayed_variables(model)
+    for v in variables:
+        if v.regularizer is not None:
+            raise UserError(
+                f"model {model.name!r} already regularises {v.path}; set weight_decay=0 or drop "
+                "the builder's regulariser"
+            )
+    for v in variables:
+        v.regularizer = keras.regularizers.L2(l2)
+    return len(variables)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int, model):
+    """The optimizer of ``config`` for ``model`` (not yet built).
+
+    The learning rate is a float for ``"constant"`` (without warm-up) and ``"plateau"`` (the
+    engine lowers it between epochs), otherwise a ``PlanSchedule``. ``"decoupled"`` weight
+    decay excludes every variable that is not a kernel. ``mixed_float16`` wraps the optimizer
+    in a ``LossScaleOptimizer`` (dynamic loss scaling).
+    """
+    plan = SchedulePlan.from_config(config, steps_per_epoch)
+    if config.schedule in ("constant", "plateau") and not plan.warmup_steps:
+        learning_rate: Any = config.learning_rate
+    else:
+        learning_rate = PlanSchedule(**asdict(plan))
+    decay = config.weight_decay if config.weight_decay_mode == "decoupled" and config.weight_decay else None
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(
+            learning_rate, momentum=config.momentum, nesterov=config.nesterov, weight_decay=decay
+        )
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate, weight_decay=decay)
+    if decay:
+        kernels = {id(v) for v in decayed_variables(model)}
+        optimizer.exclude_from_weight_decay(
+            var_list=[v for v in model.trainable_variables if id(v) not in kernels]
+        )
+    if config.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def wrap_with_augmenter(model, augmenter):
+    """``inputs -> augmenter -> model`` as one model (``model`` itself if no augmenter)."""
+    if augmenter is None:
+        return model
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    outputs = model(augmenter(inputs))
+    return keras.Model(inputs, outputs, name=f"{model.name}_train")
+
+
+def reset_seed_generators(model, seed: int, epoch: int) -> int:
+    """Set every ``SeedGenerator`` state of ``model`` from ``(seed, epoch)``.
+
+    Called before each epoch, so dropout, augmentation and stochastic-depth draws depend on
+    the seed and the epoch only, not on how many epochs this process has run.
+
+    Returns:
+        The number of generators reset.
+    """
+    states = [v for v in model.non_trainable_variables if v.name == _SEED_STATE_NAME]
+    rng = np.random.default_rng([seed, epoch, 0x5EED])
+    draws = rng.integers(1, 2**31 - 1, size=len(states))
+    for v, draw in zip(states, draws, strict=True):
+        v.assign(np.array([draw, 0], dtype=v.dtype))
+    return len(states)
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Set Keras' global dtype policy to ``name`` inside the block, and restore it after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool) -> Iterator[None]:
+    """Make the backend's kernels deterministic inside the block (no-op if not ``enabled``).
+
+    TensorFlow: op determinism (which also makes Keras skip XLA). PyTorch: deterministic
+    algorithms. JAX on CPU is deterministic already; on a GPU set
+    ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` before starting Python.
+    """
+    if not enabled:
+        yield
+        return
+    restore = None
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf  # only here: the engine must run where TF is not installed
+        from tensorflow.python.framework import config as tf_config
+
+        was_enabled = tf_config.is_op_determinism_enabled()
+        tf.config.experimental.enable_op_determinism()
+        if not was_enabled:
+            restore = tf_config.disable_op_determinism
+    elif backend == "torch":
+        import torch
+
+        was_enabled = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+        def restore():
+            torch.use_deterministic_algorithms(was_enabled)
+
+    try:
+        yield
+    finally:
+        if restore is not None:
+            restore()
+
+
+# --- callbacks ---------------------------------------------------------------------------------------
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first batch whose (running mean) loss is NaN or infinite."""
+
+    def __init__(self):
+        super().__init__()
+        self.batch: int | None = None
+        self.loss: float | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.batch, self.loss = batch, float(loss)
+            self.model.stop_training = True
+
+
+class _EpochProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, titled ``Epoch k/N`` of the whole run (fit runs one epoch at a time)."""
+
+    def __init__(self, total_epochs: int):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.total_epochs
+
+
+# --- run state (checkpoint bookkeeping) -------------------------------------------------------------
+
+
+@dataclass
+class RunState:
+    """What ``state.json`` holds next to the weights: enough to resume mid-run exactly."""
+
+    run_id: str
+    config: dict
+    status: str = "running"  # "running" | "completed"
+    epochs_done: int = 0
+    checkpoint: str | None = None  # weights + optimizer of the last completed epoch
+    history: list = field(default_factory=list)
+    wall_time: float = 0.0
+    started: str = ""
+    lr: float | None = None  # plateau: the current (reduced) learning rate
+    plateau_best: float | None = None
+    plateau_wait: int = 0
+    stop_best: float | None = None
+    stop_wait: int = 0
+    stopped_early: bool = False
+    best_epoch: int | None = None
+    best_val_accuracy: float | None = None
+    best_checkpoint: str | None = None
+    record: dict | None = None
+    version: int = _STATE_VERSION
+
+    @classmethod
+    def load(cls, path: Path) -> RunState | None:
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            if data.get("version") != _STATE_VERSION:
+                raise ValueError(f"state version {data.get('version')}")
+            return cls(**data)
+        except (ValueError, TypeError) as err:
+            raise UserError(
+                f"damaged checkpoint state {path} ({err}); delete its directory to start the run again"
+            ) from None
+
+    def save(self, path: Path) -> None:
+        records_lib.atomic_write_text(path, json.dumps(records_lib.json_safe(asdict(self)), indent=1))
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def train(
+    config: TrainConfig,
+    *,
+    out_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    tags: Mapping[str, Any] | None = None,
+    resume: bool = True,
+    verbose: int = 1,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    tensorboard: bool | str | os.PathLike = False,
+) -> dict:
+    """Train, test and record one run of ``config``; resume it if it was interrupted.
+
+    Args:
+        config: the run.
+        out_dir: where ``records.jsonl`` and ``checkpoints/<run_id>/`` live.
+        data_dir: local data archives (default: ``$KERAS_CNNS_DATA_DIR``, else tfds).
+        tags: JSON-safe labels stored in the record, e.g. ``{"experiment": ..., "variant": ...}``.
+        resume: continue from the run's checkpoint if there is one (``False``: delete it and
+            start again). A run that already completed is not trained again: its record is
+            returned with ``tags`` (and appended only if ``records.jsonl`` lacks that record
+            with those tags).
+        verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+        callbacks: extra Keras callbacks. Training calls ``fit`` once per epoch, so they see
+            one ``on_train_begin``/``on_train_end`` per epoch (epoch indices are the run's).
+        tensorboard: ``True`` to log to ``out_dir/tensorboard/<run_id>``, or a directory.
+            Needs the tensorflow and tensorboard packages (any backend).
+
+    Returns:
+        The record (see ``RECORD_KEYS``) that was appended to ``out_dir/records.jsonl``.
+
+    Raises:
+        UserError: bad arguments, an unknown model or a model option it does not take.
+        DataError: the dataset cannot be found or loaded.
+        DivergedError: the loss became non-finite (after the "diverged" record is appended).
+    """
+    if not isinstance(config, TrainConfig):
+        raise UserError(f"train() needs a TrainConfig, got {type(config).__name__}")
+    if verbose not in (0, 1, 2):
+        raise UserError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    try:
+        tags = records_lib.json_safe(dict(tags or {}))
+    except (TypeError, ValueError) as err:
+        raise UserError(f"tags must be a JSON-safe mapping: {err}") from None
+
+    if tensorboard and not tensorboard_available():
+        raise UserError(
+            "TensorBoard logs need the tensorflow and tensorboard packages (pip install tensorboard)"
+        )
+    from keras_cnns.registry import get_entry
+
+    get_entry(config.model)  # an unknown model fails here, before any data is loaded
+
+    out_dir = Path(out_dir)
+    run_dir = out_dir / CHECKPOINTS_DIR / config.run_id()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(run_dir):
+        if not resume:
+            _clear_run_dir(run_dir)
+        state = RunState.load(run_dir / STATE_FILE)
+        if state is not None and state.config != config.to_dict():
+            raise UserError(
+                f"checkpoint {run_dir} belongs to another config; delete it or pass resume=False"
+            )
+        if state is not None and state.status == "completed":
+            return _completed_record(state, out_dir / RECORDS_FILE, tags, verbose)
+
+        caller_policy = keras.config.dtype_policy()
+        try:
+            # A clean Keras state per run: layer names, graphs and memory of earlier runs in
+            # this process (a sweep, a tuner) do not leak in. It resets the global policy,
+            # which is restored below.
+            keras.backend.clear_session()
+            with deterministic_kernels(config.deterministic), dtype_policy(config.precision):
+                return _Run(
+                    config=config,
+                    out_dir=out_dir,
+                    run_dir=run_dir,
+                    data_dir=data_dir,
+                    tags=tags,
+                    state=state,
+                    verbose=verbose,
+                    callbacks=list(callbacks),
+                    tensorboard=tensorboard,
+                ).run()
+        finally:
+            keras.config.set_dtype_policy(caller_policy)
+
+
+class _Run:
+    """One call of ``train``: holds the pieces while the steps run (see the module docstring)."""
+
+    def __init__(self, *, config, out_dir, run_dir, data_dir, tags, state, verbose, callbacks, tensorboard):
+        self.config: TrainConfig = config
+        self.out_dir: Path = out_dir
+        self.run_dir: Path = run_dir
+        self.data_dir = data_dir
+        self.tags = tags
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.tensorboard = tensorboard
+        self.segment_start = time.perf_counter()
+        self.resumed = state is not None and state.epochs_done > 0
+        self.state = state or RunState(
+            run_id=config.run_id(), config=config.to_dict(), started=_utc_now()
+        )
+
+    # --- setup --------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        config = self.config
+        keras.utils.set_random_seed(config.seed)
+        self._load_data()
+        self._build()
+        if self.resumed:
+            checkpoint = self.run_dir / self.state.checkpoint
+            if not checkpoint.is_file():
+                raise UserError(f"{checkpoint} is missing; delete {self.run_dir} to start the run again")
+            self.wrapper.load_weights(checkpoint)
+            if self.state.lr is not None:
+                self.wrapper.optimizer.learning_rate = self.state.lr
+        self._say_hello()
+        diverged = self._train_epochs()
+        if diverged is not None:
+            return self._diverge(*diverged)
+        return self._finish()
+
+    def _load_data(self) -> None:
+        from keras_cnns import data
+
+        config = self.config
+        splits = data.load_dataset(
+            config.dataset,
+            data_dir=self.data_dir,
+            val_size=config.val_size,
+            seed=config.seed,
+            train_subset=config.train_subset,
+            test_subset=config.test_subset,
+            allow_sample=config.allow_sample,
+        )
+        preprocessor = data.fit_preprocessing(config.preprocess, splits.x_train)
+        self.splits = splits
+        self.preprocessing = preprocessor.info()
+        self.x_train = preprocessor.apply(splits.x_train)
+        self.x_val = preprocessor.apply(splits.x_val) if len(splits.x_val) else None
+        self.x_test = preprocessor.apply(splits.x_test)
+        self.y_train, self.y_val, self.y_test = (
+            self._labels(splits.y_train),
+            self._labels(splits.y_val) if len(splits.y_val) else None,
+            self._labels(splits.y_test),
+        )
+        self.steps_per_epoch = math.ceil(len(self.x_train) / config.batch_size)
+        self.augmenter = data.make_augmenter(
+            config.augment,
+            seed=config.seed,
+            image_shape=self.x_train.shape[1:],
+            x_train_float=self.x_train,
+            fill_value=preprocessor.fill_value,
+        )
+
+    def _labels(self, y: np.ndarray) -> np.ndarray:
+        # Keras' sparse cross-entropy has no label smoothing: one-hot labels when it is on.
+        if self.config.label_smoothing:
+            return np.eye(self.splits.num_classes, dtype="float32")[y]
+        return y
+
+    def _build(self) -> None:
+        from keras_cnns.registry import build_model
+
+        config = self.config
+        self.model = build_model(
+            config.model,
+            input_shape=self.x_train.shape[1:],
+            num_classes=self.splits.num_classes,
+            **dict(config.model_kwargs),
+        )
+        if config.weight_decay and config.weight_decay_mode == "l2":
+            apply_l2(self.model, config.weight_decay)
+        self.wrapper = wrap_with_augmenter(self.model, self.augmenter)
+        if config.label_smoothing:
+            loss = keras.losses.CategoricalCrossentropy(
+                from_logits=True, label_smoothing=config.label_smoothing
+            )
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        optimizer = make_optimizer(config, self.steps_per_epoch, self.model)
+        # "auto": XLA on JAX and on TensorFlow with a GPU (Keras skips it on a CPU and under op
+        # determinism); never on PyTorch.
+        jit = "auto" if keras.backend.backend() in ("tensorflow", "jax") else False
+        self.wrapper.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit)
+        # Built now so a checkpoint's optimizer state has variables to load into.
+        self.wrapper.optimizer.build(self.wrapper.trainable_variables)
+
+    def _say_hello(self) -> None:
+        if not self.verbose:
+            return
+        s, c = self.splits, self.config
+        where = f"resuming after epoch {self.state.epochs_done}" if self.resumed else "starting"
+        print(
+            f"keras-cnns: {self.state.run_id}: {c.model} on {c.dataset} ({s.source}; "
+            f"{len(s.x_train)} train, {len(s.x_val)} val, {len(s.x_test)} test), "
+            f"{keras.backend.backend()} on {_device_name()}, {c.precision}; {where}",
+            flush=True,
+        )
+
+    # --- the epochs ---------------------------------------------------------------------------
+
+    def _train_epochs(self) -> tuple[int, StopOnNonFinite, dict] | None:
+        """Train the remaining epochs; ``(epoch, detector, logs)`` if the loss diverged."""
+        config, state = self.config, self.state
+        extra = list(self.callbacks)
+        if self.tensorboard:
+            extra.append(self._tensorboard_callback())
+        validation = (self.x_val, self.y_val) if self.x_val is not None else None
+        for epoch in range(state.epochs_done, config.epochs):
+            if state.stopped_early:
+                break
+            reset_seed_generators(self.wrapper, config.seed, epoch)
+            order = np.random.default_rng([config.seed, epoch]).permutation(len(self.x_train))
+            detector = StopOnNonFinite()
+            progress = [_EpochProgbar(config.epochs)] if self.verbose else []
+            lr = self._epoch_lr(epoch)
+            start = time.perf_counter()
+            fit = self.wrapper.fit(
+                self.x_train[order],
+                self.y_train[order],
+                batch_size=config.batch_size,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                shuffle=False,  # the order above is the shuffle: a function of (seed, epoch)
+                validation_data=validation,
+                verbose=self.verbose,
+                callbacks=[detector, *progress, *extra],
+            )
+            seconds = time.perf_counter() - start
+            logs = {k: float(v[-1]) for k, v in fit.history.items() if v}
+            entry = {
+                "epoch": epoch + 1,
+                "loss": logs.get("loss"),
+                "accuracy": logs.get("accuracy"),
+                "val_loss": logs.get("val_loss"),
+                "val_accuracy": logs.get("val_accuracy"),
+                "lr": lr,
+                "time": seconds,
+            }
+            finite = [v for k, v in entry.items() if k in ("loss", "val_loss") and v is not None]
+            if detector.batch is not None or not all(math.isfinite(v) for v in finite):
+                return epoch, detector, entry
+            state.history.append(entry)
+            self._after_epoch(epoch, entry)
+        return None
+
+    def _epoch_lr(self, epoch: int) -> float:
+        """The learning rate of the epoch's last step (the plateau rate for ``plateau``)."""
+        if self.config.schedule == "plateau":
+            # Read back from the optimizer: what this epoch really trains with.
+            return float(ops.convert_to_numpy(self.wrapper.optimizer.learning_rate))
+        last_step = (epoch + 1) * self.steps_per_epoch - 1
+        return learning_rate_at(self.config, last_step, self.steps_per_epoch)
+
+    def _after_epoch(self, epoch: int, entry: dict) -> None:
+        """Plateau, early stopping and best-epoch bookkeeping, then the checkpoint."""
+        config, state = self.config, self.state
+        val_loss, val_accuracy = entry["val_loss"], entry["val_accuracy"]
+        if config.schedule == "plateau" and val_loss is not None:
+            lr = state.lr if state.lr is not None else config.learning_rate
+            state.plateau_best, state.plateau_wait, state.lr = plateau_step(
+                val_loss, best=state.plateau_best, wait=state.plateau_wait, lr=lr,
+                patience=config.plateau_patience, factor=config.lr_factor,
+            )  # fmt: skip
+            self.wrapper.optimizer.learning_rate = state.lr
+        if config.early_stopping_patience is not None and val_loss is not None:
+            state.stop_best, state.stop_wait, state.stopped_early = early_stopping_step(
+                val_loss, best=state.stop_best, wait=state.stop_wait,
+                patience=config.early_stopping_patience,
+            )  # fmt: skip
+        if config.select == "best_val" and val_accuracy is not None:
+            if state.best_val_accuracy is None or val_accuracy > state.best_val_accuracy:
+                state.best_epoch, state.best_val_accuracy = epoch + 1, val_accuracy
+                state.best_checkpoint = f"best-epoch-{epoch + 1:04d}.weights.h5"
+                _save_weights_atomic(self.wrapper, self.run_dir / state.best_checkpoint)
+        state.checkpoint = f"epoch-{epoch + 1:04d}.weights.h5"
+        _save_weights_atomic(self.wrapper, self.run_dir / state.checkpoint)
+        state.epochs_done = epoch + 1
+        self._save_state()
+
+    def _tick(self) -> None:
+        """Add the time since the last tick to the run's wall time (kept across resumes)."""
+        now = time.perf_counter()
+        self.state.wall_time += now - self.segment_start
+        self.segment_start = now
+
+    def _save_state(self) -> None:
+        state = self.state
+        self._tick()
+        state.save(self.run_dir / STATE_FILE)
+        # Only now that the state names the new files may the old ones go.
+        keep = {STATE_FILE, FINAL_MODEL_FILE, ".lock", state.checkpoint, state.best_checkpoint}
+        for path in self.run_dir.iterdir():
+            if path.name not in keep and path.name.endswith(".weights.h5"):
+                path.unlink(missing_ok=True)
+
+    def _tensorboard_callback(self):
+        if self.tensorboard is True:
+            log_dir = self.out_dir / TENSORBOARD_DIR / self.state.run_id
+        else:
+            log_dir = Path(self.tensorboard)
+        return keras.callbacks.TensorBoard(log_dir=str(log_dir))
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def _finish(self) -> dict:
+        config, state = self.config, self.state
+        if not state.history:
+            raise UserError(f"run {state.run_id} has no completed epoch to test")  # cannot happen
+        if config.select == "best_val" and state.best_checkpoint is not None:
+            self.wrapper.load_weights(self.run_dir / state.best_checkpoint)
+            selected = state.best_epoch
+        else:
+            selected = state.epochs_done
+        scores = self.wrapper.evaluate(
+            self.x_test, self.y_test, batch_size=config.batch_size, verbose=0, return_dict=True
+        )
+        test = {
+            "loss": float(scores["loss"]),
+            "accuracy": float(scores["accuracy"]),
+            "error": 100.0 * (1.0 - float(scores["accuracy"])),
+        }
+        _save_model_atomic(self.model, self.run_dir / FINAL_MODEL_FILE)
+        self._tick()
+        record = self._record("completed", test=test, selected_epoch=selected)
+        state.status, state.record = "completed", record
+        self._save_state()
+        records_lib.append_record(self.out_dir / RECORDS_FILE, record)
+        if self.verbose:
+            print(
+                f"keras-cnns: {state.run_id}: test error {test['error']:.2f}% (epoch {selected}), "
+                f"record appended to {self.out_dir / RECORDS_FILE}",
+                flush=True,
+            )
+        return record
+
+    def _diverge(self, epoch: int, detector: StopOnNonFinite, entry: dict) -> dict:
+        state = self.state
+        self._tick()  # not saved: the state on disk stays the last good epoch's
+        where = f"epoch {epoch + 1}" + (f", batch {detector.batch + 1}" if detector.batch is not None else "")
+        record = self._record(
+            "diverged",
+            test=None,
+            selected_epoch=None,
+            history=[*state.history, entry],
+            divergence={"epoch": epoch + 1, "batch": None if detector.batch is None else detector.batch + 1},
+        )
+        records_lib.append_record(self.out_dir / RECORDS_FILE, record)
+        kept = f"epoch {state.epochs_done}" if state.epochs_done else "none: it diverged in epoch 1"
+        raise DivergedError(
+            f"run {state.run_id}: non-finite loss in {where} (learning rate {entry['lr']:g}); "
+            f"last good checkpoint: {kept}; a 'diverged' record was appended"
+        )
+
+    def _record(self, status: str, *, test, selected_epoch, history=None, **extra) -> dict:
+        config, state, splits = self.config, self.state, self.splits
+        record = {
+            "run_id": state.run_id,
+            "status": status,
+            "tags": self.tags,
+            "config": config.to_dict(),
+            "model": config.model,
+            "params": int(self.model.count_params()),
+            "trainable_params": int(sum(math.prod(v.shape) for v in self.model.trainable_variables)),
+            "dataset": {
+                "name": config.dataset,
+                "source": splits.source,
+                "n_train": len(splits.x_train),
+                "n_val": len(splits.x_val),
+                "n_test": len(splits.x_test),
+            },
+            "history": list(state.history if history is None else history),
+            "test": test,
+            "selected_epoch": selected_epoch,
+            "wall_time": state.wall_time,
+            "started": state.started,
+            "finished": _utc_now(),
+            "backend": keras.backend.backend(),
+            "versions": _versions(),
+            "device": _device_name(),
+            "git": git_revision(),
+            "seed": config.seed,
+            "precision": config.precision,
+            # Beyond the contract's keys: what else a reader of the record needs.
+            "preprocessing": self.preprocessing,
+            "jit_compile": bool(self.wrapper.jit_compile),
+            "stopped_early": state.stopped_early,
+            **extra,
+        }
+        return records_lib.json_safe(record)
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+def _completed_record(state: RunState, records_path: Path, tags: dict, verbose: int) -> dict:
+    """The stored record of a completed run, with ``tags``.
+
+    Appended only if ``records.jsonl`` lacks a record of this run with these tags: re-running
+    a command adds nothing, while another experiment that reuses the same config (other tags)
+    gets its own line without training again.
+    """
+    record = {**(state.record or {}), "tags": tags}
+    present = records_path.is_file() and any(
+        r.get("run_id") == state.run_id and r.get("tags") == tags
+        for r in records_lib.read_records(records_path)
+    )
+    if not present:
+        records_lib.append_record(records_path, record)
+    if verbose:
+        print(f"keras-cnns: {state.run_id} already completed; its record is in {records_path}", flush=True)
+    return record
+
+
+@contextlib.contextmanager
+def _exclusive(run_dir: Path) -> Iterator[None]:
+    """Refuse a second process training the same run at the same time."""
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"run {run_dir.name} is being trained by another process") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    for path in run_dir.iterdir():
+        if path.name == ".lock":
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _save_weights_atomic(model, path: Path) -> None:
+    """``model.save_weights`` (weights and optimizer state) to a temp file, then ``os.replace``."""
+    tmp = path.with_name(f".{path.name.removesuffix('.weights.h5')}.{os.getpid()}.tmp.weights.h5")
+    try:
+        model.save_weights(tmp)
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _save_model_atomic(model, path: Path) -> None:
+    """``model.save`` (a ``.keras`` archive) to a temp file, then ``os.replace``."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str]:
+    versions = {
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    backend = keras.backend.backend()
+    module = sys.modules.get(backend) or __import__(backend)
+    versions[backend] = getattr(module, "__version__", "unknown")
+    return versions
+
+
+def _device_name() -> str:
+    """The accelerator's name, or ``"cpu"``."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return str(jax.devices()[0].device_kind)
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return str(details.get("device_name", gpus[0].name))
+    return "cpu"
+
+
+def tensorboard_available() -> bool:
+    """Whether Keras' TensorBoard callback can write here (it needs tf.summary and tensorboard)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("tensorflow", "tensorboard"))
+
+
+def git_revision() -> str | None:
+    """``git rev-parse HEAD`` of the source tree, or ``None`` (no git, not a checkout, timeout)."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    revision = result.stdout.strip()
+    return revision if result.returncode == 0 and revision else None
