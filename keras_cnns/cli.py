@@ -60,7 +60,46 @@ def _add_models(sub):
 
 
 def _cmd_models(args) -> int:
-    raise UserError("'keras-cnns models' is not implemented yet")
+    import math
+
+    from keras_cnns.registry import list_models
+
+    entries = list_models(args.family)
+    if not entries:
+        families = sorted({e.family for e in list_models()})
+        raise UserError(f"no model family {args.family!r}; the families are: {', '.join(families)}")
+    head = ("name", "family", "paper", "input", "classes")
+    cells = [
+        (e.name, e.family, e.paper, "x".join(map(str, e.input_shape)), str(e.num_classes))
+        for e in entries
+    ]
+    widths = [max(len(c) for c in col) for col in zip(head, *cells, strict=True)]
+    count_width = 13  # "143,667,240" and room to spare
+
+    def line(texts, counts=()) -> str:
+        left = "  ".join(t.ljust(w) for t, w in zip(texts[:3], widths[:3], strict=True))
+        right = "  ".join(t.rjust(w) for t, w in zip(texts[3:], widths[3:], strict=True))
+        tail = "".join(f"  {c:>{count_width}}" for c in counts)
+        return f"{left}  {right}{tail}".rstrip()
+
+    counts_head = () if args.no_params else ("parameters", "trainable")
+    print(line(head, counts_head), flush=True)
+    if not args.no_params:
+        import keras  # only now: --backend has been applied by main
+
+        from keras_cnns.registry import build_model
+    for entry, texts in zip(entries, cells, strict=True):
+        counts = ()
+        if not args.no_params:
+            # Built at the default shape, one at a time; rows appear as they are counted,
+            # because the largest nets take seconds each to build.
+            model = build_model(entry.name)
+            trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+            counts = (f"{model.count_params():,}", f"{trainable:,}")
+            del model
+            keras.backend.clear_session()
+        print(line(texts, counts), flush=True)
+    return 0
 
 
 # --- summary -----------------------------------------------------------------------------------
@@ -71,10 +110,52 @@ def _add_summary(sub):
     p.add_argument("model")
     p.add_argument("--input-shape", type=_shape, help="for example 224x224x3 (default: the model's own)")
     p.add_argument("--classes", type=_positive_int, help="number of classes (default: the model's own)")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=1, help="images per pass for memory and MACs (default: 1)"
+    )
+
+
+def _keras_reason(err: Exception) -> str:
+    """The informative line of a Keras build error (it wraps the cause in several lines)."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", t).strip() for t in str(err).splitlines()]
+    lines = [t for t in lines if t]
+    for text in lines:
+        if "negative" in text or "zero" in text:
+            return text
+    return lines[0] if lines else type(err).__name__
 
 
 def _cmd_summary(args) -> int:
-    raise UserError("'keras-cnns summary' is not implemented yet")
+    from keras_cnns.registry import build_model, get_entry
+
+    entry = get_entry(args.model)  # an unknown name fails here, before Keras is imported
+    shape = "x".join(map(str, args.input_shape or entry.input_shape))
+    if args.input_shape and len(args.input_shape) != len(entry.input_shape):
+        default = "x".join(map(str, entry.input_shape))
+        raise UserError(
+            f"--input-shape {shape} has {len(args.input_shape)} dimensions; {args.model} takes "
+            f"{len(entry.input_shape)}, as its default {default}"
+        )
+    try:
+        model = build_model(args.model, input_shape=args.input_shape, num_classes=args.classes)
+    except ValueError as err:
+        # Keras finds a map that shrank to nothing only while building; say so in one line.
+        reason = _keras_reason(err)
+        if "negative" in reason or "zero" in reason:
+            raise UserError(
+                f"input shape {shape} is too small for {args.model}: {reason} "
+                f"(its default input is {'x'.join(map(str, entry.input_shape))})"
+            ) from None
+        raise UserError(f"cannot build {args.model} at input shape {shape}: {reason}") from None
+
+    from keras_cnns.analysis import format_table, layer_table
+
+    rows = layer_table(model, batch_size=args.batch_size)
+    print(f"{model.name} ({entry.paper}): input {shape}, batch {args.batch_size}")
+    print(format_table(rows))
+    return 0
 
 
 # --- shape -------------------------------------------------------------------------------------
@@ -82,20 +163,279 @@ def _cmd_summary(args) -> int:
 
 def _add_shape(sub):
     p = sub.add_parser("shape", help="the lecture's output-size arithmetic for one convolution or pooling")
-    p.add_argument("--input", type=int, required=True, help="input size (height or width)")
-    p.add_argument("--kernel", type=int, required=True)
-    p.add_argument("--stride", type=int, default=1)
-    p.add_argument("--padding", default="0", help="an integer, 'valid' or 'same'")
-    p.add_argument("--dilation", type=int, default=1)
+    p.add_argument("--input", type=_pair, required=True, help="input size: 32, or HxW such as 224x224")
+    p.add_argument("--kernel", type=_pair, required=True, help="kernel size: 3, or HxW such as 1x7")
+    p.add_argument("--stride", type=_pair, default=(1, 1), help="stride: 2, or HxW (default: 1)")
+    p.add_argument(
+        "--padding", type=_padding_pair, default=(0, 0), help="zeros per side (1, or HxW), 'valid' or 'same'"
+    )
+    p.add_argument("--dilation", type=_pair, default=(1, 1), help="dilation: 1, or HxW (default: 1)")
+
+
+def _pair(text: str) -> tuple[int, int]:
+    """``32`` -> ``(32, 32)``; ``224x160`` -> ``(224, 160)``. Signs are checked by analysis."""
+    parts = text.lower().split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or HxW such as 224x224, got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected an integer or HxW such as 224x224, got {text!r}")
+    return (values[0], values[-1])
+
+
+def _padding_pair(text: str) -> tuple[int | str, int | str]:
+    if text.strip().lower() in ("valid", "same"):
+        word = text.strip().lower()
+        return (word, word)
+    try:
+        return _pair(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer, HxW, 'valid' or 'same', got {text!r}"
+        ) from None
 
 
 def _cmd_shape(args) -> int:
-    raise UserError("'keras-cnns shape' is not implemented yet")
+    from keras_cnns.analysis import conv_output_formula, conv_output_size
+
+    geometry = list(zip(args.input, args.kernel, args.stride, args.padding, args.dilation, strict=True))
+    square = geometry[0] == geometry[1]
+    sizes, formulas = [], []
+    for axis, (n, k, s, p, d) in zip(("height", "width"), geometry, strict=True):
+        try:
+            sizes.append(conv_output_size(n, k, s, p, d))
+        except UserError as err:
+            raise UserError(str(err) if square else f"{axis}: {err}") from None
+        formulas.append(conv_output_formula(n, k, s, p, d))
+    print(f"output size: {sizes[0]}x{sizes[1]}")
+    if square:
+        print(f"H_out = W_out = {formulas[0]}")
+    else:
+        print(f"H_out = {formulas[0]}")
+        print(f"W_out = {formulas[1]}")
+    spans = [d * (k - 1) + 1 for (_, k, _, _, d) in geometry]
+    print(f"each output unit sees {spans[0]}x{spans[1]} input pixels (the dilated kernel's span)")
+    return 0
+
+
+# --- tune --------------------------------------------------------------------------------------
+
+
+def _add_tune(sub):
+    from keras_cnns.tuning import DEFAULT_PRESET, DEFAULT_TRIALS, TUNERS
+
+    p = sub.add_parser(
+        "tune",
+        help="search an experiment's hyperparameters with keras-tuner, scored on the validation split",
+    )
+    p.add_argument("experiment", help="a reproduction, for example relu-vs-tanh")
+    p.add_argument("--tuner", choices=TUNERS, default="random", help="search algorithm (default: random)")
+    p.add_argument(
+        "--trials",
+        type=_positive_int,
+        default=DEFAULT_TRIALS,
+        help=f"total trials per variant; re-running resumes up to this number (default: {DEFAULT_TRIALS})",
+    )
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"the configs to start from (default: {DEFAULT_PRESET})")
+    p.add_argument("--variant", help="tune only this variant (default: each variant in turn)")
+    p.add_argument("--overwrite", action="store_true", help="discard the previous search and start again")
+    p.add_argument("--out", default="results", help="results root (default: results)")
+    p.add_argument("--data-dir", help="local data archives (default: $KERAS_CNNS_DATA_DIR)")
+    p.add_argument("--quiet", action="store_true", help="no per-trial and per-epoch output")
+
+
+def _cmd_tune(args) -> int:
+    from keras_cnns import tuning
+
+    best = tuning.tune(
+        args.experiment,
+        tuner=args.tuner,
+        trials=args.trials,
+        preset=args.preset,
+        variant=args.variant,
+        overwrite=args.overwrite,
+        out_dir=args.out,
+        data_dir=args.data_dir,
+        verbose=0 if args.quiet else 1,
+    )
+    for variant, entry in best["variants"].items():
+        print(
+            f"{args.experiment} {variant}: best {tuning.OBJECTIVE} {entry[tuning.OBJECTIVE]:.4f} "
+            f"(trial {entry['trial']}): {' '.join(entry['overrides'])}"
+        )
+    print(f"keras-cnns: wrote {tuning.report_paths(args.experiment, args.out)}")
+    return 0
+
+
+# --- train -------------------------------------------------------------------------------------
+
+# Flags that are config fields; their values are parsed and checked by TrainConfig itself, so a
+# flag and the same key in --set fail alike.
+_TRAIN_FIELD_FLAGS = ("dataset", "epochs", "batch_size", "precision", "augment", "train_subset", "test_subset", "seed")
+
+
+def _add_train(sub):
+    p = sub.add_parser(
+        "train",
+        help="train one model on one dataset and append its record; re-running the same command resumes it",
+    )
+    p.add_argument("model", help="a registered model, e.g. resnet20_cifar (see 'keras-cnns models')")
+    p.add_argument("--dataset", required=True, help="mnist, cifar10, cifar100 or fashion_mnist")
+    p.add_argument("--epochs", help="passes over the training split (default: 10)")
+    p.add_argument("--batch-size", help="images per step (default: 128)")
+    p.add_argument("--precision", help="float32 (default), mixed_float16 or mixed_bfloat16")
+    p.add_argument("--augment", help="comma-separated augmentations, e.g. pad_crop,flip (default: none)")
+    p.add_argument("--train-subset", help="train on this many images (a seeded draw; for smoke runs)")
+    p.add_argument("--test-subset", help="test on this many images (a seeded draw)")
+    p.add_argument("--seed", help="seed of weights, split, order, dropout and augmentation (default: 0)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other config field, e.g. --set learning_rate=0.05 --set schedule=cosine, "
+        "or a model option: --set model_kwargs.activation=tanh (applied after the flags)",
+    )
+    p.add_argument("--data-dir", help="local data archives (default: $KERAS_CNNS_DATA_DIR)")
+    p.add_argument("--out", default="runs", help="records.jsonl and checkpoints go here (default: runs)")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to OUT/tensorboard/")
+    p.add_argument("--no-resume", action="store_true", help="discard this run's checkpoint and start again")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; print only the result")
+
+
+def _cmd_train(args) -> int:
+    # Everything is checked before Keras is imported or data is read.
+    from keras_cnns.experiment import TrainConfig
+
+    flags = []
+    for name in _TRAIN_FIELD_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            flags.append(f"{name}={value}")
+    config = TrainConfig(model=args.model).with_overrides([*flags, *args.overrides])
+    data_dir = args.data_dir or os.environ.get("KERAS_CNNS_DATA_DIR") or None
+    if data_dir is not None and not os.path.isdir(data_dir):
+        source = "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR"
+        raise UserError(f"{source} {data_dir!r} is not a directory; unpack the archives with 'bash scripts/data.sh'")
+
+    from keras_cnns.registry import get_entry
+
+    get_entry(config.model)  # an unknown model: one line, before any data is read
+
+    from keras_cnns.training import RECORDS_FILE, train
+
+    record = train(
+        config,
+        out_dir=args.out,
+        data_dir=data_dir,
+        resume=not args.no_resume,
+        verbose=0 if args.quiet else 1,
+        tensorboard=args.tensorboard,
+    )
+    if args.quiet:
+        test = record["test"]
+        print(
+            f"{record['run_id']}: test error {test['error']:.2f}% (epoch {record['selected_epoch']}); "
+            f"record in {os.path.join(args.out, RECORDS_FILE)}"
+        )
+    return 0
+
+
+# --- reproduce ---------------------------------------------------------------------------------
+
+
+def _add_reproduce(sub):
+    from keras_cnns.reproduce import PRESETS, list_experiments
+
+    p = sub.add_parser(
+        "reproduce",
+        help="re-run a paper's experiment and write its table and plots under OUT/NAME; re-running resumes",
+    )
+    p.add_argument("experiment", help=f"one of: {', '.join(list_experiments())}")
+    p.add_argument(
+        "--preset",
+        default="smoke",
+        help=f"{' | '.join(PRESETS)}: the paper's recipe, one GPU for ~10 minutes, or a CPU check (default: smoke)",
+    )
+    p.add_argument("--seeds", type=_positive_int, default=1, help="run seeds 0..N-1 (default: 1)")
+    p.add_argument("--out", default="results", help="results root (default: results)")
+    p.add_argument("--data-dir", help="local data archives (default: $KERAS_CNNS_DATA_DIR, else tfds)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field of every run, e.g. --set precision=mixed_bfloat16 "
+        "(such runs are reported as their own group)",
+    )
+    p.add_argument("--variants", help="comma-separated variants to run (default: all of the preset)")
+    p.add_argument(
+        "--from-tuning", action="store_true", help="use each variant's best values from 'keras-cnns tune'"
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+
+
+def _cmd_reproduce(args) -> int:
+    from keras_cnns import reproduce
+
+    # Unknown experiment, preset, variant or override: one line, before Keras is imported.
+    experiment = reproduce.get_experiment(args.experiment)
+    experiment.preset(args.preset)
+    data_dir = args.data_dir or os.environ.get("KERAS_CNNS_DATA_DIR") or None
+    if data_dir is not None and not os.path.isdir(data_dir):
+        source = "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR"
+        raise UserError(f"{source} {data_dir!r} is not a directory; unpack the archives with 'bash scripts/data.sh'")
+
+    records = reproduce.run_experiment(
+        experiment.name,
+        preset=args.preset,
+        seeds=args.seeds,
+        out_dir=args.out,
+        data_dir=data_dir,
+        overrides=args.overrides,
+        variants=args.variants,
+        from_tuning=args.from_tuning,
+        verbose=0 if args.quiet else 2,
+    )
+    from keras_cnns import results
+
+    diverged = sum(r.get("status") == "diverged" for r in records)
+    print(
+        results.headline(
+            experiment.name, args.out, preset=args.preset, overrides=args.overrides, tuned=args.from_tuning
+        )
+    )
+    if diverged:
+        print(f"keras-cnns: {diverged} run(s) diverged; they are listed apart in the report")
+    print(f"keras-cnns: wrote {os.path.join(args.out, experiment.name, results.REPORT_FILE)}")
+    return 0
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def _add_report(sub):
+    p = sub.add_parser("report", help="regenerate results tables and plots from the run records")
+    p.add_argument("experiment", nargs="?", help="one experiment (default: every experiment)")
+    p.add_argument("--out", default="results", help="results root (default: results)")
+
+
+def _cmd_report(args) -> int:
+    from keras_cnns import reproduce, results
+
+    names = [reproduce.get_experiment(args.experiment).name] if args.experiment else reproduce.list_experiments()
+    for name in names:
+        print(f"keras-cnns: wrote {results.write_report(name, args.out)}")
+    print(f"keras-cnns: wrote {results.write_index(args.out)}")
+    return 0
 
 
 # --- main --------------------------------------------------------------------------------------
 
-_COMMANDS = ("models", "summary", "shape")
+_COMMANDS = ("models", "summary", "shape", "tune", "train", "reproduce", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

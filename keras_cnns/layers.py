@@ -16,8 +16,715 @@ PACKAGE = "keras_cnns"
 
 # --- LeNet-5 (LeCun et al. 1998) ------------------------------------------------------------
 
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ScaledTanh(keras.layers.Layer):
+    """LeNet-5's squashing function ``f(a) = A * tanh(S * a)`` (LeCun et al. 1998, Appendix A).
+
+    With the paper's ``A = 1.7159`` and ``S = 2/3``, ``f(1) = 1`` and ``f(-1) = -1`` (to four
+    decimals), the points where the second derivative is largest, and ``|f| < A``.
+
+    Args:
+        amplitude: ``A``.
+        slope: ``S``.
+        **kwargs: base ``Layer`` arguments (``name``, ``dtype``...).
+    """
+
+    def __init__(self, amplitude: float = 1.7159, slope: float = 2.0 / 3.0, **kwargs):
+        super().__init__(**kwargs)
+        self.amplitude = float(amplitude)
+        self.slope = float(slope)
+
+    def call(self, x):
+        return self.amplitude * ops.tanh(self.slope * x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "amplitude": self.amplitude, "slope": self.slope}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TrainableSubsampling(keras.layers.Layer):
+    """LeNet-5's S2/S4: sum each non-overlapping window, times a per-channel coefficient, plus a
+    per-channel bias (LeCun et al. 1998, Sec. II-B). The squashing function is a separate layer.
+
+    Parameters: ``2 * channels`` (S2: 12, S4: 32). The coefficient starts at
+    ``1 / pool_size**2``, so the layer starts as average pooling (the paper gives no
+    initial value for it).
+
+    Args:
+        pool_size: side of the square window, also the stride.
+        **kwargs: base ``Layer`` arguments.
+    """
+
+    def __init__(self, pool_size: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = int(pool_size)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.coefficient = self.add_weight(
+            shape=(channels,),
+            initializer=keras.initializers.Constant(1.0 / self.pool_size**2),
+            name="coefficient",
+        )
+        self.bias = self.add_weight(shape=(channels,), initializer="zeros", name="bias")
+
+    def call(self, x):
+        p = self.pool_size
+        # The paper *adds* the p*p inputs; the mean times p*p is that sum on every backend.
+        window_sum = ops.average_pool(x, pool_size=p, strides=p, padding="valid") * float(p * p)
+        return window_sum * self.coefficient + self.bias
+
+    def compute_output_shape(self, input_shape):
+        def reduce(size):
+            return None if size is None else size // self.pool_size
+
+        return (input_shape[0], reduce(input_shape[1]), reduce(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PartialConv2D(keras.layers.Layer):
+    """A 2D convolution in which output map ``j`` sees only the input maps ``i`` with
+    ``connections[i][j]`` true: LeNet-5's C3 (LeCun et al. 1998, Sec. II-B, Table I).
+
+    Only the connected weights exist: the kernel variable holds ``kh * kw * n_connected``
+    numbers and the full ``(kh, kw, in, out)`` kernel is assembled in ``call`` with zeros where
+    there is no connection. So ``count_params()`` counts exactly the paper's parameters
+    (C3: 60 connections * 25 + 16 biases = 1,516) and a missing connection has no weight to
+    train, change, or leak gradient through.
+
+    Args:
+        connections: ``in_channels`` rows of ``filters`` booleans (the connection table).
+        kernel_size: side of the square kernel.
+        strides: convolution stride.
+        padding: ``"valid"`` or ``"same"``.
+        use_bias: add one bias per output map.
+        kernel_initializer: drawn for the full kernel, then the connected entries are kept.
+        **kwargs: base ``Layer`` arguments.
+    """
+
+    def __init__(
+        self,
+        connections,
+        kernel_size: int = 5,
+        strides: int = 1,
+        padding: str = "valid",
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.connections = [[bool(c) for c in row] for row in connections]
+        widths = {len(row) for row in self.connections}
+        if not self.connections or len(widths) != 1 or 0 in widths:
+            raise ValueError("connections must be a non-empty table of equal-length rows")
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+        self.filters = widths.pop()
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.padding = padding
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        flat = [c for row in self.connections for c in row]  # row-major: input i, output j
+        self._connected = [p for p, c in enumerate(flat) if c]
+        # For every (i, j) of the full kernel: the index of its weight, or the zero slot.
+        zero_slot = len(self._connected)
+        slot = {p: k for k, p in enumerate(self._connected)}
+        self._gather = [slot.get(p, zero_slot) for p in range(len(flat))]
+
+    def build(self, input_shape):
+        in_channels = len(self.connections)
+        if input_shape[-1] != in_channels:
+            raise ValueError(
+                f"the connection table has {in_channels} rows but the input has "
+                f"{input_shape[-1]} channels"
+            )
+        k = self.kernel_size
+        full_shape = (k, k, in_channels, self.filters)
+
+        def initializer(shape, dtype=None):
+            full = self.kernel_initializer(full_shape, dtype=dtype)
+            return ops.take(ops.reshape(full, (k, k, -1)), self._connected, axis=-1)
+
+        self.kernel = self.add_weight(
+            shape=(k, k, len(self._connected)), initializer=initializer, name="kernel"
+        )
+        self.bias = (
+            self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+            if self.use_bias
+            else None
+        )
+
+    def full_kernel(self):
+        """The ``(kh, kw, in, out)`` kernel the convolution uses: zero where not connected."""
+        k = self.kernel_size
+        kernel = ops.convert_to_tensor(self.kernel)
+        with_zero = ops.concatenate([kernel, ops.zeros((k, k, 1), dtype=kernel.dtype)], axis=-1)
+        full = ops.take(with_zero, self._gather, axis=-1)
+        return ops.reshape(full, (k, k, len(self.connections), self.filters))
+
+    def call(self, x):
+        y = ops.conv(x, self.full_kernel(), strides=self.strides, padding=self.padding)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def compute_output_shape(self, input_shape):
+        def reduce(size):
+            if size is None:
+                return None
+            if self.padding == "same":
+                return -(-size // self.strides)
+            return (size - self.kernel_size) // self.strides + 1
+
+        return (input_shape[0], reduce(input_shape[1]), reduce(input_shape[2]), self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "connections": [[int(c) for c in row] for row in self.connections],
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class EuclideanRBF(keras.layers.Layer):
+    """LeNet-5's output layer: one Euclidean radial basis unit per class with FIXED prototypes
+    (LeCun et al. 1998, Sec. II-B, Eq. 7), returned as logits ``-sum_j (x_j - w_ij)^2``.
+
+    The paper's unit outputs the penalty ``y_i = sum_j (x_j - w_ij)^2``; its negation is a
+    logit, so the softmax cross-entropy in the loss favours the closest prototype.
+
+    Deviation from paper: the paper's prototypes are stylised 7x12 bitmaps of the characters
+    (+1/-1 pixels). We have no bitmaps, so each class gets a +1/-1 code drawn from
+    ``numpy.random.default_rng(seed)``; class ``i``'s code is the ``i``-th row drawn, so it does
+    not depend on ``units``. The prototypes are a non-trainable weight (84 * classes numbers).
+
+    Args:
+        units: number of classes.
+        seed: seed of the prototype codes.
+        **kwargs: base ``Layer`` arguments.
+    """
+
+    def __init__(self, units: int, seed: int = 1998, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.seed = int(seed)
+
+    def build(self, input_shape):
+        import numpy as np  # only to draw the fixed codes, identically on every backend
+
+        features = int(input_shape[-1])
+        codes = np.random.default_rng(self.seed).integers(0, 2, size=(self.units, features))
+        prototypes = (2.0 * codes - 1.0).T  # (features, units)
+
+        def initializer(shape, dtype=None):
+            return ops.convert_to_tensor(prototypes, dtype=dtype)
+
+        self.prototypes = self.add_weight(
+            shape=(features, self.units),
+            initializer=initializer,
+            trainable=False,
+            name="prototypes",
+        )
+
+    def call(self, x):
+        # (batch, features, 1) - (features, units) -> (batch, features, units); small for LeNet.
+        diff = ops.expand_dims(x, -1) - self.prototypes
+        return -ops.sum(ops.square(diff), axis=-2)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "seed": self.seed}
+
+
 # --- AlexNet (Krizhevsky et al. 2012) -------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LocalResponseNormalization(keras.layers.Layer):
+    """Local response normalisation across channels (Krizhevsky et al. 2012, Sec. 3.3).
+
+    ``b[..., i] = a[..., i] / (k + alpha * sum_{j = i - size//2}^{i + size//2} a[..., j]^2)^beta``,
+    the sum clipped to the existing channels (channels last).
+
+    ``alpha`` is used exactly as the paper writes it: it is NOT divided by ``size``. Caffe's
+    and PyTorch's ``LocalResponseNorm`` divide it by ``size``: to match them, pass
+    ``alpha * size``. (TensorFlow's ``tf.nn.local_response_normalization`` does not divide; its
+    ``depth_radius`` is ``size // 2`` and its ``bias`` is ``k``.)
+
+    Args:
+        size: ``n``, the (odd) number of adjacent channels summed over.
+        k: additive constant.
+        alpha: scale of the sum of squares.
+        beta: exponent.
+        **kwargs: base ``Layer`` arguments.
+    """
+
+    def __init__(
+        self, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if size < 1 or size % 2 == 0:
+            raise ValueError(f"size must be a positive odd number, got {size}")
+        self.size = int(size)
+        self.k = float(k)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def call(self, x):
+        half = self.size // 2
+        channels = x.shape[-1]
+        # float32 even under mixed precision: squares of activations above 256 overflow float16.
+        a = ops.cast(x, "float32")
+        padded = ops.pad(ops.square(a), [[0, 0]] * (len(x.shape) - 1) + [[half, half]])
+        # Sum of `size` shifted copies = the windowed sum, zero beyond the edges.
+        window = padded[..., 0:channels]
+        for shift in range(1, self.size):
+            window = window + padded[..., shift : shift + channels]
+        return ops.cast(a / ops.power(self.k + self.alpha * window, self.beta), x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "size": self.size,
+            "k": self.k,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
+
 
 # --- ResNet / stochastic depth (He et al. 2016; Huang et al. 2016) -------------------------
 
+_DOWNSAMPLE_MODES = ("subsample", "avgpool")
+_DROP_MODES = ("batch", "sample")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ZeroPadShortcut(keras.layers.Layer):
+    """Parameter-free shortcut for a shape change: "option A" of He et al. 2016, Sec. 3.3.
+
+    The spatial size is reduced by ``strides`` and the missing channels are appended as
+    zeros, so a residual net and its plain twin have identical parameter counts.
+
+    Args:
+        filters: output channels; must be at least the input channels.
+        strides: spatial reduction factor (1 keeps the size).
+        downsample: ``"subsample"`` keeps every ``strides``-th pixel (He et al. 2016);
+            ``"avgpool"`` averages ``strides`` x ``strides`` windows (the transition of
+            Huang et al. 2016, stochastic depth, Sec. 4).
+        **kwargs: base ``Layer`` arguments (``name``, ``dtype``...).
+    """
+
+    def __init__(self, filters: int, strides: int = 2, downsample: str = "subsample", **kwargs):
+        super().__init__(**kwargs)
+        if downsample not in _DOWNSAMPLE_MODES:
+            raise ValueError(f"downsample must be one of {_DOWNSAMPLE_MODES}, got {downsample!r}")
+        self.filters = int(filters)
+        self.strides = int(strides)
+        self.downsample = downsample
+
+    def build(self, input_shape):
+        if input_shape[-1] is not None and input_shape[-1] > self.filters:
+            raise ValueError(
+                f"ZeroPadShortcut can only add channels: input has {input_shape[-1]}, "
+                f"filters={self.filters}"
+            )
+
+    def call(self, x):
+        s = self.strides
+        if s > 1 and self.downsample == "subsample":
+            x = x[:, ::s, ::s, :]
+        elif s > 1:
+            # 'same' so odd sizes round up exactly like the stride-s 'same' conv beside it.
+            x = ops.average_pool(x, pool_size=s, strides=s, padding="same")
+        extra = self.filters - x.shape[-1]
+        if extra:
+            x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]])
+        return x
+
+    def compute_output_shape(self, input_shape):
+        def reduce(size):
+            return None if size is None else -(-size // self.strides)  # ceil, as 'same'
+
+        return (input_shape[0], reduce(input_shape[1]), reduce(input_shape[2]), self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
+            "downsample": self.downsample,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class StochasticDepth(keras.layers.Layer):
+    """Residual addition with stochastic depth (Huang et al. 2016, Sec. 3).
+
+    Called on ``[shortcut, branch]``; returns ``shortcut + gate * branch`` (the ReLU that
+    follows a residual block is applied after this layer).
+
+    Convention (the paper's, not timm's "inverted" DropPath):
+
+    * training: ``gate`` is a Bernoulli draw with ``P(gate = 1) = survival_probability``,
+      and the branch is used raw (NOT divided by the survival probability). A dropped block
+      is exactly ``shortcut + 0``: the block is the identity.
+    * inference: deterministic, ``gate = survival_probability``, i.e. the branch is scaled
+      by ``p_l`` (the paper's ``H = ReLU(p_l * f(H) + H)``). So the expected training output
+      equals the inference output.
+
+    ``mode="batch"`` is the paper: one draw per mini-batch (per call) for the whole block.
+    ``mode="sample"`` is DropPath: one draw per example, so examples in a batch differ.
+
+    Deviation from paper: the branch of a dropped block is still computed (and multiplied
+    by zero), so there is no training speed-up, and its batch-norm layers still update their
+    moving statistics; in the paper's Torch code a dropped block is skipped altogether.
+
+    Args:
+        survival_probability: ``p_l`` in ``(0, 1]``.
+        mode: ``"batch"`` or ``"sample"``.
+        seed: seed of the layer's ``keras.random.SeedGenerator`` (``None``: random).
+        **kwargs: base ``Layer`` arguments.
+    """
+
+    def __init__(
+        self,
+        survival_probability: float = 1.0,
+        mode: str = "batch",
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not 0.0 < survival_probability <= 1.0:
+            raise ValueError(f"survival_probability must be in (0, 1], got {survival_probability}")
+        if mode not in _DROP_MODES:
+            raise ValueError(f"mode must be one of {_DROP_MODES}, got {mode!r}")
+        self.survival_probability = float(survival_probability)
+        self.mode = mode
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        shortcut, branch = inputs
+        p = self.survival_probability
+        if p == 1.0:
+            return shortcut + branch
+        if not training:
+            return shortcut + ops.cast(p, branch.dtype) * branch
+        if self.mode == "batch":
+            shape = ()
+        else:
+            shape = (ops.shape(branch)[0],) + (1,) * (len(branch.shape) - 1)
+        draw = keras.random.uniform(shape, seed=self.seed_generator)
+        gate = ops.cast(ops.less(draw, p), branch.dtype)
+        return shortcut + gate * branch
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "survival_probability": self.survival_probability,
+            "mode": self.mode,
+            "seed": self.seed,
+        }
+
+
+# Keras maps a functional graph with a recursive helper, one Python frame per layer on the
+# longest path; ResNet-1202 has 4,208 layers, well past Python's default limit of 1,000.
+DEEP_GRAPH_RECURSION_LIMIT = 10_000
+
+
+class RecursionLimit:
+    """Context manager: Python's recursion limit is at least ``limit`` inside, restored after.
+
+    Building, ``from_config`` and ``keras.saving.load_model`` of graphs deeper than about
+    900 layers need it (saving, training and inference do not). ``DeepFunctional`` models
+    apply it themselves; use it directly for anything else::
+
+        with RecursionLimit():
+            model = keras.Model.from_config(config)
+
+    Args:
+        limit: the minimum recursion limit inside the block (it is never lowered).
+    """
+
+    def __init__(self, limit: int = DEEP_GRAPH_RECURSION_LIMIT):
+        self.limit = int(limit)
+        self._saved: list[int] = []  # a stack, so one instance can be re-entered
+
+    def __enter__(self) -> RecursionLimit:
+        import sys
+
+        self._saved.append(sys.getrecursionlimit())
+        sys.setrecursionlimit(max(self._saved[-1], self.limit))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import sys
+
+        sys.setrecursionlimit(self._saved.pop())
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DeepFunctional(keras.Model):
+    """A functional model too deep for Python's default recursion limit (ResNet-1202).
+
+    Built exactly like ``keras.Model(inputs, outputs, name=...)``. The only difference:
+    ``from_config`` (and therefore ``keras.saving.load_model``) rebuilds the graph inside
+    ``RecursionLimit()``, so a saved ResNet-1202 reloads without the caller touching
+    ``sys.setrecursionlimit``. Build the graph itself inside ``RecursionLimit()`` too.
+    """
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        with RecursionLimit():
+            return super().from_config(config, custom_objects=custom_objects)
+
 # --- DenseNet / small CIFAR nets -------------------------------------------------------------
+
+
+# --- Augmentation (keras_cnns.data) -----------------------------------------------------------
+
+_GEOMETRIC = ("lenet_distort", "scale", "rotate", "flip", "shift", "translate", "pad_crop")
+_INTEGER_GEOMETRIC = ("flip", "translate", "pad_crop")  # exact with nearest-pixel sampling
+_RADIANS_PER_DEGREE = 3.141592653589793 / 180.0
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ImageAugmentation(keras.layers.Layer):
+    """Random image augmentation on the device, per batch, inside the model's graph.
+
+    Augments only when called with ``training=True``; otherwise (inference, or ``training``
+    left unset) it returns its input unchanged. Every draw is per image and comes from the
+    layer's ``keras.random.SeedGenerator``, so two layers built with the same ``seed`` give
+    the same batch. Inputs are channels-last float images, already preprocessed; the layer
+    computes in float32.
+
+    Operations (magnitudes are the class constants below):
+
+    * ``pad_crop``: pad ``PAD = 4`` zeros per side, then a random crop of the original size,
+      i.e. an integer shift in ``[-4, 4]`` px per axis with zero fill (He et al. 2016, Sec. 4.2).
+    * ``flip``: horizontal flip with probability 1/2.
+    * ``translate``: integer shift in ``[-TRANSLATE, TRANSLATE] = [-2, 2]`` px per axis, zero fill
+      (the "2-pixel translate" of the fast CIFAR-10 trainers).
+    * ``rotate``: rotation by an angle uniform in ``[-ROTATE_DEGREES, ROTATE_DEGREES]`` =
+      ``[-10, 10]`` degrees about the image centre.
+    * ``shift``: continuous shift uniform in ``[-SHIFT, SHIFT] = [-0.1, 0.1]`` of the image's
+      height / width (bilinear).
+    * ``scale``: isotropic zoom about the centre; the input is sampled at ``s`` times the output
+      coordinates, ``s`` uniform in ``[1 - SCALE, 1 + SCALE] = [0.9, 1.1]``.
+    * ``noise``: additive Gaussian noise, std ``NOISE_STD = 0.1`` in the units of the input
+      (0.1 of a standardised pixel's std).
+    * ``pca_jitter``: AlexNet's colour augmentation (Krizhevsky et al. 2012, Sec. 4.1): add
+      ``eigenvectors @ (alpha * eigenvalues)`` to every pixel of an image, ``alpha ~ N(0, 0.1^2)``
+      per image and component; the eigenvectors and eigenvalues are those of the training
+      set's channel covariance (``keras_cnns.data.make_augmenter`` fits them).
+    * ``lenet_distort``: LeCun et al. 1998, Sec. III-C: random planar affine distortions:
+      translation, scaling, squeezing (horizontal compression with vertical elongation, or the
+      reverse) and horizontal shearing. Deviation from paper: the paper gives no magnitudes;
+      we draw shift ``U(-2, 2)`` px per axis, scale ``U(0.9, 1.1)``, squeeze ``q ~ U(-0.1, 0.1)``
+      (x scaled by ``1 + q``, y by ``1 / (1 + q)``) and shear ``U(-0.2, 0.2)`` (x += shear * y).
+
+    The geometric operations are composed into ONE affine map per image and the image is
+    resampled once (nearest-pixel when only ``pad_crop``, ``translate`` and ``flip`` are used,
+    which is then exact; bilinear otherwise); pixels from outside the image are ``fill_value``.
+    Then ``pca_jitter``, then ``noise``. The order of ``operations`` does not matter.
+
+    Args:
+        operations: names from ``OPERATIONS``.
+        seed: seed of the layer's ``SeedGenerator`` (``None``: random).
+        fill_value: value of pixels shifted in from outside the image: 0 is the mean of
+            standardised or mean-subtracted images; LeNet's background is -0.1.
+        pca_eigenvectors: for ``pca_jitter``: ``channels x channels``, one eigenvector per
+            column.
+        pca_eigenvalues: for ``pca_jitter``: the ``channels`` eigenvalues.
+        **kwargs: base ``Layer`` arguments (``dtype`` defaults to float32).
+    """
+
+    OPERATIONS = (
+        "pad_crop",
+        "flip",
+        "translate",
+        "rotate",
+        "shift",
+        "scale",
+        "noise",
+        "pca_jitter",
+        "lenet_distort",
+    )
+    PAD = 4
+    TRANSLATE = 2
+    ROTATE_DEGREES = 10.0
+    SHIFT = 0.1
+    SCALE = 0.1
+    NOISE_STD = 0.1
+    PCA_STD = 0.1
+    DISTORT_TRANSLATE = 2.0
+    DISTORT_SCALE = 0.1
+    DISTORT_SQUEEZE = 0.1
+    DISTORT_SHEAR = 0.2
+
+    def __init__(
+        self,
+        operations,
+        seed: int | None = None,
+        fill_value: float = 0.0,
+        pca_eigenvectors=None,
+        pca_eigenvalues=None,
+        **kwargs,
+    ):
+        kwargs.setdefault("dtype", "float32")  # resampling in float16 is not supported everywhere
+        super().__init__(**kwargs)
+        operations = [str(o) for o in operations]
+        unknown = [o for o in operations if o not in self.OPERATIONS]
+        if unknown:
+            raise ValueError(f"unknown augmentation {unknown[0]!r}; valid: {', '.join(self.OPERATIONS)}")
+        if len(set(operations)) != len(operations):
+            raise ValueError(f"an augmentation is listed twice: {operations}")
+        if "pca_jitter" in operations and (pca_eigenvectors is None or pca_eigenvalues is None):
+            raise ValueError("pca_jitter needs pca_eigenvectors and pca_eigenvalues")
+        self.operations = operations
+        self.seed = seed
+        self.fill_value = float(fill_value)
+        self.pca_eigenvectors = (
+            None if pca_eigenvectors is None else [[float(v) for v in row] for row in pca_eigenvectors]
+        )
+        self.pca_eigenvalues = None if pca_eigenvalues is None else [float(v) for v in pca_eigenvalues]
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    # Each helper returns per-image 3x3 maps from OUTPUT to INPUT pixel coordinates (x = column,
+    # y = row) in a frame centred on the image; the product of all of them is applied once.
+
+    def _uniform(self, batch, low, high):
+        return keras.random.uniform((batch,), low, high, seed=self.seed_generator)
+
+    def _integer_shift(self, batch, limit):
+        draw = keras.random.randint((batch,), -limit, limit + 1, seed=self.seed_generator)
+        return ops.cast(draw, "float32")
+
+    @staticmethod
+    def _matrix(a, b, tx, c, d, ty):
+        zero, one = ops.zeros_like(a), ops.ones_like(a)
+        rows = [ops.stack(r, axis=-1) for r in ((a, b, tx), (c, d, ty), (zero, zero, one))]
+        return ops.stack(rows, axis=-2)  # (batch, 3, 3)
+
+    def _translation(self, tx, ty):
+        one, zero = ops.ones_like(tx), ops.zeros_like(tx)
+        return self._matrix(one, zero, tx, zero, one, ty)
+
+    def _linear(self, a, b, c, d):
+        zero = ops.zeros_like(a)
+        return self._matrix(a, b, zero, c, d, zero)
+
+    def _geometric_map(self, batch, height, width):
+        maps = []
+        for op in _GEOMETRIC:
+            if op not in self.operations:
+                continue
+            if op == "pad_crop" or op == "translate":
+                limit = self.PAD if op == "pad_crop" else self.TRANSLATE
+                maps.append(
+                    self._translation(
+                        self._integer_shift(batch, limit), self._integer_shift(batch, limit)
+                    )
+                )
+            elif op == "flip":
+                sign = 2.0 * ops.cast(self._uniform(batch, 0.0, 1.0) < 0.5, "float32") - 1.0
+                one, zero = ops.ones_like(sign), ops.zeros_like(sign)
+                maps.append(self._linear(sign, zero, zero, one))
+            elif op == "shift":
+                maps.append(
+                    self._translation(
+                        self._uniform(batch, -self.SHIFT * width, self.SHIFT * width),
+                        self._uniform(batch, -self.SHIFT * height, self.SHIFT * height),
+                    )
+                )
+            elif op == "rotate":
+                limit = self.ROTATE_DEGREES * _RADIANS_PER_DEGREE
+                angle = self._uniform(batch, -limit, limit)
+                cos, sin = ops.cos(angle), ops.sin(angle)
+                maps.append(self._linear(cos, -sin, sin, cos))
+            elif op == "scale":
+                s = self._uniform(batch, 1.0 - self.SCALE, 1.0 + self.SCALE)
+                maps.append(self._linear(s, ops.zeros_like(s), ops.zeros_like(s), s))
+            elif op == "lenet_distort":
+                t = self.DISTORT_TRANSLATE
+                s = self._uniform(batch, 1.0 - self.DISTORT_SCALE, 1.0 + self.DISTORT_SCALE)
+                q = 1.0 + self._uniform(batch, -self.DISTORT_SQUEEZE, self.DISTORT_SQUEEZE)
+                shear = self._uniform(batch, -self.DISTORT_SHEAR, self.DISTORT_SHEAR)
+                zero = ops.zeros_like(s)
+                maps.append(self._translation(self._uniform(batch, -t, t), self._uniform(batch, -t, t)))
+                maps.append(self._linear(s * q, s * q * shear, zero, s / q))
+        total = maps[0]
+        for m in maps[1:]:
+            total = ops.matmul(total, m)
+        # Back from the centred frame to pixel indices: p_in = C @ total @ C^-1 @ p_out.
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        a, b, tx = total[:, 0, 0], total[:, 0, 1], total[:, 0, 2]
+        c, d, ty = total[:, 1, 0], total[:, 1, 1], total[:, 1, 2]
+        zero = ops.zeros_like(a)
+        return ops.stack(
+            [a, b, tx + cx - a * cx - b * cy, c, d, ty + cy - c * cx - d * cy, zero, zero], axis=-1
+        )
+
+    def call(self, images, training=None):
+        if not training or not self.operations:
+            return images
+        batch = ops.shape(images)[0]
+        height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+        x = images
+        if any(op in self.operations for op in _GEOMETRIC):
+            exact = all(op in _INTEGER_GEOMETRIC for op in self.operations if op in _GEOMETRIC)
+            x = ops.image.affine_transform(
+                x,
+                self._geometric_map(batch, height, width),
+                interpolation="nearest" if exact else "bilinear",
+                fill_mode="constant",
+                fill_value=self.fill_value,
+                data_format="channels_last",
+            )
+        if "pca_jitter" in self.operations:
+            vectors = ops.convert_to_tensor(self.pca_eigenvectors, dtype=x.dtype)
+            values = ops.convert_to_tensor(self.pca_eigenvalues, dtype=x.dtype)
+            alpha = keras.random.normal(
+                (batch, channels), stddev=self.PCA_STD, dtype=x.dtype, seed=self.seed_generator
+            )
+            offset = ops.matmul(alpha * values, ops.transpose(vectors))  # (batch, channels)
+            x = x + offset[:, None, None, :]
+        if "noise" in self.operations:
+            x = x + keras.random.normal(
+                ops.shape(x), stddev=self.NOISE_STD, dtype=x.dtype, seed=self.seed_generator
+            )
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "operations": list(self.operations),
+            "seed": self.seed,
+            "fill_value": self.fill_value,
+            "pca_eigenvectors": self.pca_eigenvectors,
+            "pca_eigenvalues": self.pca_eigenvalues,
+        }

@@ -1,0 +1,185 @@
+"""Small CIFAR nets of two classic experiments: dropout placement, and ReLU vs tanh.
+
+``dropout_cifar``: Srivastava, Hinton, Krizhevsky, Sutskever, Salakhutdinov, "Dropout: A
+Simple Way to Prevent Neural Networks from Overfitting", JMLR 2014, Appendix B.2 (the net,
+reused for CIFAR in B.3) and Table 4 (no dropout / dropout in the fully connected layers /
+dropout in all layers). Three 5x5 conv layers of 96, 128, 256 filters, each followed by 3x3
+max pooling at stride 2; two dense layers of 2048 units; ReLU; max-norm c = 4 on all weights;
+retention probabilities 0.9 (input), 0.75, 0.75, 0.5 (after the conv blocks), 0.5, 0.5
+(after the dense layers).
+
+``cifar_4layer``: Krizhevsky, Sutskever, Hinton, "ImageNet Classification with Deep
+Convolutional Neural Networks", NIPS 2012, Figure 1 (ReLU reaches 25% training error on
+CIFAR-10 six times faster than tanh). The paper does not give the net; this is the classic
+cuda-convnet CIFAR net: conv 5x5x32 (pad 2), max pool 3/2, conv 5x5x32, avg pool 3/2, conv
+5x5x64, avg pool 3/2, dense 10, with no regularisation.
+
+Deviation from paper (both): padding, pooling padding and initialisation are not given;
+convolutions and pooling use 'same' padding (32 -> 16 -> 8 -> 4) and Keras' default
+Glorot-uniform initialisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keras_cnns import registry
+from keras_cnns.errors import UserError
+from keras_cnns.models.resnet import check_activation, check_choice
+
+FAMILY = "cifar_nets"
+DROPOUT_PLACEMENTS = ("none", "fc", "all")
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """A conv layer, its activation, then pooling; ``dropout`` is the rate after the pooling."""
+
+    filters: int
+    kernel_size: int
+    pool: str  # "max" or "avg"
+    pool_size: int = 3
+    pool_strides: int = 2
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    """A hidden dense layer and its activation; ``dropout`` is the rate after it."""
+
+    units: int
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class CifarNetSpec:
+    """A conv-pool stack, hidden dense layers, and the logits.
+
+    Attributes:
+        convs: the conv layers, input to output.
+        dense: the hidden dense layers.
+        input_dropout: dropout rate on the input image.
+        max_norm: max-norm bound ``c`` on every weight vector (``None``: unconstrained).
+    """
+
+    convs: tuple[ConvLayer, ...]
+    dense: tuple[DenseLayer, ...] = ()
+    input_dropout: float = 0.0
+    max_norm: float | None = None
+
+
+SPECS: dict[str, CifarNetSpec] = {
+    # Srivastava et al. 2014, App. B.2; dropout rates = 1 - retention probabilities (B.2/B.3).
+    "dropout_cifar": CifarNetSpec(
+        convs=(
+            ConvLayer(96, 5, "max", dropout=0.25),
+            ConvLayer(128, 5, "max", dropout=0.25),
+            ConvLayer(256, 5, "max", dropout=0.5),
+        ),
+        dense=(DenseLayer(2048, dropout=0.5), DenseLayer(2048, dropout=0.5)),
+        input_dropout=0.1,
+        max_norm=4.0,
+    ),
+    # Krizhevsky et al. 2012, Fig. 1 (architecture: cuda-convnet's CIFAR net, see papers.md).
+    "cifar_4layer": CifarNetSpec(
+        convs=(
+            ConvLayer(32, 5, "max"),
+            ConvLayer(32, 5, "avg"),
+            ConvLayer(64, 5, "avg"),
+        ),
+    ),
+}
+
+
+def build_cifar_net(
+    spec: CifarNetSpec,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    name: str,
+    activation="relu",
+    dropout: str = "none",
+):
+    """Build a small CIFAR net that returns logits.
+
+    Args:
+        spec: a ``SPECS`` entry.
+        input_shape: channels-last input shape, normally ``(32, 32, 3)``.
+        num_classes: number of logits.
+        name: model name (the registry name).
+        activation: hidden-layer activation (``"relu"``, ``"tanh"``...).
+        dropout: placement of the spec's dropout rates: ``"none"``, ``"fc"`` (after the
+            hidden dense layers only: Table 4's "dropout in fully connected layers") or
+            ``"all"`` (also on the input and after every conv block).
+
+    Returns:
+        A ``keras.Model`` mapping images to float32 logits.
+    """
+    check_choice("dropout", dropout, DROPOUT_PLACEMENTS)
+    check_activation(activation)
+    rates = [spec.input_dropout, *(c.dropout for c in spec.convs), *(d.dropout for d in spec.dense)]
+    if dropout != "none" and not any(rates):
+        raise UserError(f"model {name!r} has no dropout rates in its spec; use dropout='none'")
+    import keras
+    from keras import layers
+
+    from keras_cnns.blocks import activation_name, classifier_head, model_input
+
+    act = activation_name(activation)
+    c = spec.max_norm
+    # A conv kernel's weight vector is one output unit's (kh, kw, in) slice: axes 0, 1, 2.
+    conv_norm = keras.constraints.MaxNorm(c, axis=[0, 1, 2]) if c else None
+    dense_norm = keras.constraints.MaxNorm(c, axis=0) if c else None
+    in_convs = dropout == "all"
+
+    inputs = model_input(input_shape)
+    x = inputs
+    if in_convs and spec.input_dropout:
+        x = layers.Dropout(spec.input_dropout, name="input_drop")(x)
+    for i, conv in enumerate(spec.convs, start=1):
+        x = layers.Conv2D(
+            conv.filters,
+            conv.kernel_size,
+            padding="same",
+            kernel_constraint=conv_norm,
+            name=f"conv{i}_conv",
+        )(x)
+        x = layers.Activation(activation, name=f"conv{i}_{act}")(x)
+        pool = layers.MaxPooling2D if conv.pool == "max" else layers.AveragePooling2D
+        x = pool(conv.pool_size, strides=conv.pool_strides, padding="same", name=f"conv{i}_pool")(x)
+        if in_convs and conv.dropout:
+            x = layers.Dropout(conv.dropout, name=f"conv{i}_drop")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for i, dense in enumerate(spec.dense, start=1):
+        x = layers.Dense(dense.units, kernel_constraint=dense_norm, name=f"fc{i}_dense")(x)
+        x = layers.Activation(activation, name=f"fc{i}_{act}")(x)
+        if dropout != "none" and dense.dropout:
+            x = layers.Dropout(dense.dropout, name=f"fc{i}_drop")(x)
+    outputs = classifier_head(x, num_classes, name="logits", kernel_constraint=dense_norm)
+    return keras.Model(inputs, outputs, name=name)
+
+
+registry.register(
+    "dropout_cifar",
+    family=FAMILY,
+    builder=build_cifar_net,
+    spec=SPECS["dropout_cifar"],
+    paper="Srivastava et al. 2014, Dropout, App. B.2, Table 4",
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    description="3 conv (96/128/256, 5x5) + 2x2048 dense, max-norm 4; dropout none|fc|all",
+    # Three halvings take 8x8 down to 1x1.
+    small_input_shape=(8, 8, 3),
+    dropout="all",
+)
+registry.register(
+    "cifar_4layer",
+    family=FAMILY,
+    builder=build_cifar_net,
+    spec=SPECS["cifar_4layer"],
+    paper="Krizhevsky et al. 2012, ImageNet Classification, Fig. 1 (cuda-convnet CIFAR net)",
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    description="4-layer net (3 conv 5x5 + dense) of the ReLU vs tanh experiment",
+    small_input_shape=(8, 8, 3),
+)

@@ -1,0 +1,804 @@
+"""Run records -> tables and plots, beside the papers' numbers.
+
+``write_report(name)`` regenerates everything under ``results/<name>/`` from that
+experiment's ``records.jsonl`` and nothing else:
+
+* ``README.md``: per preset (a smoke table never mixes with a quick one; runs with ``--set``
+  overrides form their own group), a table ``variant | dataset | paper | ours (mean ± std,
+  n) | difference``, the hardware, backend, precision and wall time, every deviation from the
+  paper, the sweep (if any), diverged runs listed apart (never averaged in), and sentences
+  computed from the numbers: how much of the paper's training the runs had, whether the
+  paper's orderings hold, the ratios the paper states.
+* ``results.csv``: one row per run (sweep and diverged runs included, marked).
+* ``<group>-<dataset>-curves.png``: error per epoch for every variant (mean over seeds).
+
+``write_index()`` writes ``results/README.md``, one line per experiment. Every file is written
+atomically (``keras_cnns.records.atomic_write_*``). Plots use matplotlib's Agg canvas
+directly, so no global pyplot state is touched.
+
+Error conventions: "training error" is ``100 * (1 - accuracy)`` of the history, the running
+accuracy Keras reports over each training epoch (with dropout and augmentation on), not a
+separate pass over the training set. Where a paper plots test error per epoch, the
+validation split (held out of the training set) stands in for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keras_cnns.records import atomic_write_bytes, atomic_write_text, read_records
+from keras_cnns.reproduce import (
+    PRESETS,
+    RECORDS_FILE,
+    Experiment,
+    get_experiment,
+    list_experiments,
+    match_key,
+)
+
+INDEX_FILE = "README.md"
+REPORT_FILE = "README.md"
+CSV_FILE = "results.csv"
+PLOT_SUFFIX = "-curves.png"
+
+# Training-set sizes before the validation split (the paper presets train on all of it less
+# val_size): how much of a paper's training a run had is measured in images seen.
+TRAIN_SIZES = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "fashion_mnist": 60_000}
+# Below this fraction of the paper recipe's images seen, a run says nothing about the claim.
+TOO_LITTLE = 0.05
+# From this fraction on, a run had (about) the paper's full training.
+FULL = 0.9
+
+RUN_COLUMNS = (
+    "preset", "overrides", "tuned", "phase", "variant", "dataset", "seed", "status", "metric", "value",
+    "test_error", "final_train_error", "epochs_to_target", "seconds_to_target", "epoch_time",
+    "epochs_run", "epochs", "selected_epoch", "wall_time", "sweep_param", "sweep_value",
+    "n_train", "n_val", "n_test", "source", "device", "host", "backend", "keras", "precision",
+    "params", "run_id", "finished", "reused",
+)  # fmt: skip
+
+
+# --- what one run measured ----------------------------------------------------------------------
+
+
+def train_errors(history: Sequence[Mapping[str, Any]]) -> list[float]:
+    """Training error (%) per epoch, from the accuracy Keras reports during each epoch."""
+    return [100.0 * (1.0 - h["accuracy"]) if h.get("accuracy") is not None else math.nan for h in history]
+
+
+def val_errors(history: Sequence[Mapping[str, Any]]) -> list[float]:
+    """Validation error (%) per epoch (NaN where the run had no validation split)."""
+    return [100.0 * (1.0 - h["val_accuracy"]) if h.get("val_accuracy") is not None else math.nan for h in history]
+
+
+def final_train_error(history: Sequence[Mapping[str, Any]]) -> float:
+    """The last epoch's training error (%), NaN for an empty history."""
+    errors = train_errors(history)
+    return errors[-1] if errors else math.nan
+
+
+def epochs_to_error(history: Sequence[Mapping[str, Any]], target: float) -> int | None:
+    """The first epoch (1-based) whose training error is at most ``target`` %, or ``None``."""
+    for h, error in zip(history, train_errors(history), strict=True):
+        if error <= target:
+            return int(h["epoch"])
+    return None
+
+
+def seconds_to_error(history: Sequence[Mapping[str, Any]], target: float) -> float | None:
+    """Training seconds up to and including the epoch of ``epochs_to_error``, or ``None``."""
+    reached = epochs_to_error(history, target)
+    if reached is None:
+        return None
+    return float(sum(h.get("time") or 0.0 for h in history if h["epoch"] <= reached))
+
+
+def epoch_time(history: Sequence[Mapping[str, Any]]) -> float:
+    """Median seconds per epoch; the first epoch (tracing and compiling) is left out when
+    there are others, so the figure compares the nets, not the compilers."""
+    times = [h["time"] for h in history if h.get("time") is not None]
+    if len(times) > 1:
+        times = times[1:]
+    if not times:
+        return math.nan
+    times = sorted(times)
+    mid = len(times) // 2
+    return float(times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2)
+
+
+def metric_value(experiment: Experiment, record: Mapping[str, Any]) -> float:
+    """The experiment's compared metric for one completed run (NaN: not reached / no test)."""
+    if experiment.metric == "test_error":
+        test = record.get("test") or {}
+        return float(test["error"]) if test.get("error") is not None else math.nan
+    reached = epochs_to_error(record.get("history") or [], experiment.target_train_error)
+    return math.nan if reached is None else float(reached)
+
+
+def pick_sweep(records: Sequence[Mapping[str, Any]], param: str, target: float) -> tuple[Any, str]:
+    """The swept value to use: the fewest epochs to ``target`` % training error, ties (and the
+    case where no value reached it) broken by the lowest final training error.
+
+    Args:
+        records: the sweep's records (diverged ones are skipped).
+        param: the swept ``TrainConfig`` field.
+        target: the training error (%) to reach.
+
+    Returns:
+        ``(value, reason)``; ``(None, reason)`` if no run completed.
+    """
+    scored = []
+    for r in records:
+        if r.get("status") != "completed":
+            continue
+        history = r.get("history") or []
+        reached = epochs_to_error(history, target)
+        value = (r.get("tags") or {}).get("sweep_value", (r.get("config") or {}).get(param))
+        scored.append((math.inf if reached is None else reached, final_train_error(history), value))
+    if not scored:
+        return None, "no sweep run completed"
+    epochs, final, value = min(scored, key=lambda s: (s[0], s[1]))
+    if math.isinf(epochs):
+        return value, f"no value reached {target:g}% training error; lowest final training error {final:.1f}%"
+    return value, f"fewest epochs to {target:g}% training error: {epochs}"
+
+
+# --- records -> a frame of runs -----------------------------------------------------------------
+
+
+def run_rows(experiment: Experiment, records: Sequence[Mapping[str, Any]]) -> tuple[list[dict], int]:
+    """One row per run (the last record of each run identity), and how many were superseded.
+
+    Two records are the same run when their tags match (``reproduce.match_key``): a re-run
+    after a config change supersedes the older one; a completed record beats a diverged one.
+    Records of other experiments are ignored.
+    """
+    latest: dict[tuple, Mapping[str, Any]] = {}
+    for r in records:
+        tags = r.get("tags") or {}
+        if tags.get("experiment") != experiment.name:
+            continue
+        key = match_key(tags)
+        old = latest.get(key)
+        if old is not None and old.get("status") == "completed" and r.get("status") != "completed":
+            continue
+        latest[key] = r
+    kept = len(latest)
+    total = sum((r.get("tags") or {}).get("experiment") == experiment.name for r in records)
+    rows = [_row(experiment, r) for r in latest.values()]
+    return rows, total - kept - _duplicates(records, experiment)
+
+
+def _duplicates(records, experiment) -> int:
+    """Records that repeat a run's completed record exactly (same run_id and tags)."""
+    seen, dupes = set(), 0
+    for r in records:
+        tags = r.get("tags") or {}
+        if tags.get("experiment") != experiment.name:
+            continue
+        key = (r.get("run_id"), match_key(tags), r.get("status"))
+        dupes += key in seen
+        seen.add(key)
+    return dupes
+
+
+def _row(experiment: Experiment, r: Mapping[str, Any]) -> dict:
+    tags = r.get("tags") or {}
+    history = r.get("history") or []
+    config = r.get("config") or {}
+    data = r.get("dataset") or {}
+    completed = r.get("status") == "completed"
+    target = experiment.target_train_error
+    reached = epochs_to_error(history, target)
+    seconds = seconds_to_error(history, target)
+    return {
+        "preset": tags.get("preset"),
+        "overrides": " ".join(tags.get("overrides") or ()),
+        "tuned": " ".join(tags.get("tuned") or ()),
+        "phase": tags.get("phase") or "main",
+        "variant": tags.get("variant"),
+        "dataset": tags.get("dataset") or config.get("dataset"),
+        "seed": tags.get("seed", r.get("seed")),
+        "status": r.get("status"),
+        "metric": experiment.metric,
+        "value": metric_value(experiment, r) if completed else math.nan,
+        "test_error": ((r.get("test") or {}).get("error") if completed else None),
+        "final_train_error": final_train_error(history),
+        "epochs_to_target": reached,
+        "seconds_to_target": seconds,
+        "epoch_time": epoch_time(history),
+        "epochs_run": len(history),
+        "epochs": config.get("epochs"),
+        "selected_epoch": r.get("selected_epoch"),
+        "wall_time": r.get("wall_time"),
+        "sweep_param": tags.get("sweep_param"),
+        "sweep_value": tags.get("sweep_value"),
+        "n_train": data.get("n_train"),
+        "n_val": data.get("n_val"),
+        "n_test": data.get("n_test"),
+        "source": data.get("source"),
+        "device": r.get("device"),
+        "host": tags.get("host"),
+        "backend": r.get("backend"),
+        "keras": (r.get("versions") or {}).get("keras"),
+        "precision": r.get("precision"),
+        "params": r.get("params"),
+        "run_id": r.get("run_id"),
+        "finished": r.get("finished"),
+        "reused": bool(r.get("reused_from")),
+        # Not CSV columns: kept for plots and sentences.
+        "_history": history,
+        "_config": config,
+        "_divergence": r.get("divergence"),
+    }
+
+
+# --- groups: one table per preset (and per set of overrides) ------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs reported together: one preset, one set of ``--set`` overrides, tuned or not."""
+
+    preset: str
+    overrides: str
+    tuned: bool = False
+
+    @property
+    def label(self) -> str:
+        text = self.preset + (" with tuned values" if self.tuned else "")
+        return text + (f" with --set {self.overrides}" if self.overrides else "")
+
+    @property
+    def stem(self) -> str:
+        """A file-name stem: the preset, plus a short hash of the overrides if any."""
+        stem = self.preset + ("-tuned" if self.tuned else "")
+        if not self.overrides:
+            return stem
+        return f"{stem}-{hashlib.sha256(self.overrides.encode()).hexdigest()[:8]}"
+
+    def sort_key(self) -> tuple:
+        rank = PRESETS.index(self.preset) if self.preset in PRESETS else len(PRESETS)
+        return (rank, self.preset, self.tuned, self.overrides)
+
+
+def groups(rows: Sequence[Mapping[str, Any]]) -> list[Group]:
+    """The groups present in ``rows``, most significant first (paper, quick, smoke, others)."""
+    found = {Group(r["preset"], r["overrides"], bool(r["tuned"])) for r in rows}
+    return sorted(found, key=Group.sort_key)
+
+
+def _in(rows, group: Group, phase: str = "main", status: str | None = "completed") -> list[dict]:
+    return [
+        r for r in rows
+        if r["preset"] == group.preset and r["overrides"] == group.overrides and bool(r["tuned"]) == group.tuned
+        and r["phase"] == phase and (status is None or r["status"] == status)
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A quantity over a cell's runs: mean, sample std, runs counted, runs not reaching it."""
+
+    mean: float
+    std: float
+    n: int
+    missing: int
+
+    @property
+    def complete(self) -> bool:
+        return self.n > 0 and self.missing == 0
+
+
+def stat(values: Sequence[float | None]) -> Stat:
+    """Mean and sample standard deviation (ddof 1; NaN for one value) of the finite values."""
+    finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    missing = len(values) - len(finite)
+    if not finite:
+        return Stat(math.nan, math.nan, 0, missing)
+    mean = sum(finite) / len(finite)
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)) if len(finite) > 1 else math.nan
+    return Stat(mean, std, len(finite), missing)
+
+
+_QUANTITY_COLUMN = {
+    "metric": "value",
+    "final_train_error": "final_train_error",
+    "seconds_to_target": "seconds_to_target",
+    "epoch_time": "epoch_time",
+}
+
+
+def cell_stat(rows, variant: str, dataset: str, quantity: str) -> Stat:
+    """``stat`` of a quantity over the completed main runs of one variant on one dataset."""
+    column = _QUANTITY_COLUMN[quantity]
+    return stat([r[column] for r in rows if r["variant"] == variant and r["dataset"] == dataset])
+
+
+def format_stat(s: Stat, *, digits: int = 2, unit: str = "", max_epochs: int | None = None) -> str:
+    """``12.34 ± 0.21 (n=3)``; runs that never reached an epochs target are said so."""
+    if s.n == 0:
+        if s.missing and max_epochs is not None:
+            return f"not reached in {max_epochs} epochs (n={s.missing})"
+        return "—"
+    text = f"{s.mean:.{digits}f}{unit}"
+    if s.n > 1:
+        text += f" ± {s.std:.{digits}f}"
+    text += f" (n={s.n})"
+    if s.missing:
+        text += f"; {s.missing} more not reached" + (f" in {max_epochs} epochs" if max_epochs else "")
+    return text
+
+
+def summary_rows(experiment: Experiment, rows, group: Group) -> list[dict]:
+    """The table of one group: one row per variant x dataset, in the experiment's order."""
+    done = _in(rows, group)
+    cells = sorted(
+        {(r["variant"], r["dataset"]) for r in done},
+        key=lambda c: (_order(experiment.variants, c[0]), c[1]),
+    )
+    out = []
+    for variant, dataset in cells:
+        mine = [r for r in done if r["variant"] == variant and r["dataset"] == dataset]
+        s = cell_stat(done, variant, dataset, "metric")
+        paper = experiment.paper_numbers.get(variant, {}).get(dataset)
+        epochs = max((r["epochs"] or 0) for r in mine)
+        out.append({
+            "variant": variant,
+            "dataset": dataset,
+            "paper": paper,
+            "mean": s.mean,
+            "std": s.std,
+            "n": s.n,
+            "not_reached": s.missing,
+            "difference": (s.mean - paper) if paper is not None and s.n else math.nan,
+            "stat": s,
+            "final_train_error": cell_stat(done, variant, dataset, "final_train_error"),
+            "seconds_to_target": cell_stat(done, variant, dataset, "seconds_to_target"),
+            "wall_time": stat([r["wall_time"] for r in mine]),
+            "epochs": epochs,
+            "n_train": mine[0]["n_train"],
+        })  # fmt: skip
+    return out
+
+
+def _order(sequence: Sequence[str], item: str) -> int:
+    return sequence.index(item) if item in sequence else len(sequence)
+
+
+# --- what the numbers say -----------------------------------------------------------------------
+
+
+def training_fraction(experiment: Experiment, rows: Sequence[Mapping[str, Any]]) -> float:
+    """Images seen by these runs as a fraction of the paper recipe's (mean over runs).
+
+    The paper recipe's count is its epochs times the full training set less its validation
+    split; a run's is its epochs times its training images.
+    """
+    paper = experiment.presets["paper"].configs
+    fractions = []
+    for r in rows:
+        reference = paper.get(r["variant"]) or next(iter(paper.values()))
+        full = TRAIN_SIZES.get(r["dataset"])
+        if not full or not r["n_train"]:
+            continue
+        paper_seen = reference.epochs * max(1, full - reference.val_size)
+        fractions.append(r["epochs_run"] * r["n_train"] / paper_seen)
+    return sum(fractions) / len(fractions) if fractions else math.nan
+
+
+def _quantity_words(experiment: Experiment, quantity: str) -> str:
+    return {
+        "metric": experiment.metric_label(),
+        "final_train_error": "final training error %",
+        "seconds_to_target": f"seconds to {experiment.target_train_error:g}% training error",
+        "epoch_time": "seconds per epoch",
+    }[quantity]
+
+
+def ordering_results(experiment: Experiment, rows, group: Group) -> list[tuple[bool | None, str]]:
+    """``(holds, sentence)`` for each of the paper's orderings on each dataset measured.
+
+    ``holds`` is ``None`` when the runs cannot decide (a variant is missing, or neither
+    reached an epochs target).
+    """
+    done = _in(rows, group)
+    out = []
+    for dataset in sorted({r["dataset"] for r in done}):
+        for o in experiment.orderings:
+            lo = cell_stat(done, o.lower, dataset, o.quantity)
+            hi = cell_stat(done, o.higher, dataset, o.quantity)
+            words = _quantity_words(experiment, o.quantity)
+            if lo.n + lo.missing == 0 or hi.n + hi.missing == 0:
+                continue  # a variant not run in this group
+            where = f" on {dataset}" if len({r['dataset'] for r in done}) > 1 else ""
+            if lo.missing or hi.missing:
+                if lo.complete and not hi.n:
+                    out.append((True, f"{o.lower} reached the target and {o.higher} did not{where} ({words}): the paper's ordering holds"))
+                elif hi.complete and not lo.n:
+                    out.append((False, f"{o.higher} reached the target and {o.lower} did not{where} ({words}): the paper's ordering does not hold"))
+                else:
+                    out.append((None, f"{o.lower} vs {o.higher}{where} ({words}): undecided, not every run reached the target"))
+                continue
+            holds = lo.mean < hi.mean
+            spread = max((x for x in (lo.std, hi.std) if not math.isnan(x)), default=math.nan)
+            note = " (gap within one seed std)" if not math.isnan(spread) and abs(hi.mean - lo.mean) < spread else ""
+            verb = "holds" if holds else "does not hold"
+            out.append((holds, f"{o.lower} {lo.mean:.2f} vs {o.higher} {hi.mean:.2f}{where} ({words}): the paper's ordering {verb}{note}"))
+    return out
+
+
+def ratio_results(experiment: Experiment, rows, group: Group) -> list[str]:
+    """A sentence per stated ratio and dataset: ours beside the paper's."""
+    done = _in(rows, group)
+    out = []
+    for dataset in sorted({r["dataset"] for r in done}):
+        for q in experiment.ratios:
+            num = cell_stat(done, q.numerator, dataset, q.quantity)
+            den = cell_stat(done, q.denominator, dataset, q.quantity)
+            if num.n + num.missing == 0 or den.n + den.missing == 0:
+                continue
+            paper = f" (paper: {q.paper:g})" if q.paper is not None else ""
+            if not (num.complete and den.complete) or den.mean == 0:
+                out.append(f"{q.label}: not available{paper}, not every run reached the target")
+                continue
+            out.append(f"{q.label}: {num.mean / den.mean:.2f}{paper}")
+    return out
+
+
+def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
+    """Sentences computed from the group's numbers; the first is the headline."""
+    done = _in(rows, group)
+    if not done:
+        return ["No completed runs in this group."]
+    fraction = training_fraction(experiment, done)
+    pct = f"{100 * fraction:.2g}%" if not math.isnan(fraction) else "an unknown share"
+    orderings = ordering_results(experiment, rows, group)
+    decided = [h for h, _ in orderings if h is not None]
+    held = sum(decided)
+    if math.isnan(fraction) or fraction < TOO_LITTLE:
+        head = (
+            f"{group.preset} preset: too little training to compare with the paper ({pct} of the "
+            "paper recipe's training images seen); this run shows that the pipeline works end "
+            "to end, not whether the claim holds"
+        )
+        if decided:
+            head += f" (as measured, {held} of {len(decided)} of the paper's orderings hold, which at this size is noise)"
+    else:
+        budget = "the paper's full training" if fraction >= FULL else f"{pct} of the paper recipe's training images"
+        if decided:
+            verb = "all hold" if held == len(decided) else ("none holds" if held == 0 else f"{held} of {len(decided)} hold")
+            head = f"{group.preset} preset, {budget}: the paper's orderings {verb}"
+        else:
+            head = f"{group.preset} preset, {budget}"
+        numbered = [r for r in summary_rows(experiment, rows, group) if not math.isnan(r["difference"])]
+        if numbered:
+            diffs = ", ".join(f"{r['variant']}{_on(r, numbered)} {r['difference']:+.2f}" for r in numbered)
+            head += f"; ours minus the paper's: {diffs}"
+    sentences = [head + "."]
+    sentences += [s + "." for _, s in orderings]
+    sentences += [s + "." for s in ratio_results(experiment, rows, group)]
+    return sentences
+
+
+def _on(row, rows) -> str:
+    return f" ({row['dataset']})" if len({r["dataset"] for r in rows}) > 1 else ""
+
+
+# --- plots --------------------------------------------------------------------------------------
+
+
+def _mean_curve(histories: Sequence[Sequence[Mapping[str, Any]]], which) -> tuple[list[int], list[float]]:
+    """Mean over runs of a per-epoch error, for the epochs every run has."""
+    curves = [which(h) for h in histories if h]
+    if not curves:
+        return [], []
+    length = min(len(c) for c in curves)
+    means = [sum(c[i] for c in curves) / len(curves) for i in range(length)]
+    return list(range(1, length + 1)), means
+
+
+def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> bytes:
+    """A PNG of error per epoch for every variant of a group on a dataset (mean over seeds).
+
+    Training error is dashed and validation error solid (Fig. 6 of He et al. draws training
+    dashed and test bold; the validation split stands in for the test set here).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    done = [r for r in _in(rows, group) if r["dataset"] == dataset]
+    present = [v for v in experiment.variants if any(r["variant"] == v for r in done)]
+    panels = {t: [v for v in vs if v in present] for t, vs in experiment.panels.items()} or {"": present}
+    panels = {t: vs for t, vs in panels.items() if vs} or {"": present}
+    fig = Figure(figsize=(5.5 * len(panels), 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colours = {v: f"C{i}" for i, v in enumerate(experiment.variants)}
+    for ax, (title, variants) in zip(axes, panels.items(), strict=True):
+        for variant in variants:
+            histories = [r["_history"] for r in done if r["variant"] == variant]
+            n = len(histories)
+            for which, style, name in ((train_errors, "--", "train"), (val_errors, "-", "val")):
+                if name not in experiment.curves:
+                    continue
+                epochs, errors = _mean_curve(histories, which)
+                if not epochs or all(math.isnan(e) for e in errors):
+                    continue
+                solid = style if len(experiment.curves) > 1 else "-"
+                ax.plot(
+                    epochs, errors, solid, color=colours[variant], marker="o" if len(epochs) <= 5 else None,
+                    linewidth=1.0 if name == "train" and len(experiment.curves) > 1 else 2.0,
+                    label=f"{variant} {name} (n={n})",
+                )  # fmt: skip
+        if experiment.metric == "epochs_to_train_error":
+            ax.axhline(experiment.target_train_error, color="0.4", linestyle=":", linewidth=1.2,
+                       label=f"{experiment.target_train_error:g}% target")  # fmt: skip
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("error (%)")
+        ax.set_title(title or experiment.title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    what = " and ".join({"train": "training error (dashed)", "val": "validation error (solid)"}[c] for c in experiment.curves)
+    if len(experiment.curves) == 1:
+        what = what.replace(" (dashed)", "").replace(" (solid)", "")
+    fig.suptitle(f"{experiment.name}, {group.label} preset, {dataset}: {what}", fontsize=10)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _plot_name(group: Group, dataset: str) -> str:
+    return f"{group.stem}-{dataset}{PLOT_SUFFIX}"
+
+
+# --- the files ----------------------------------------------------------------------------------
+
+
+def load_rows(experiment: Experiment, out_dir: str | Path = "results") -> tuple[list[dict], int]:
+    """``run_rows`` of ``<out_dir>/<name>/records.jsonl`` (no rows if it does not exist)."""
+    path = Path(out_dir) / experiment.name / RECORDS_FILE
+    records = read_records(path) if path.is_file() else []
+    return run_rows(experiment, records)
+
+
+def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The runs as CSV text (``RUN_COLUMNS``), sorted by group, phase, variant, dataset, seed."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{c: r.get(c) for c in RUN_COLUMNS} for r in rows], columns=list(RUN_COLUMNS))
+    if len(frame):
+        frame = frame.sort_values(["preset", "overrides", "tuned", "phase", "variant", "dataset", "seed", "sweep_value"], kind="stable", na_position="first")
+    return frame.to_csv(index=False)
+
+
+def write_report(name: str, out_dir: str | Path = "results") -> Path:
+    """Regenerate ``<out_dir>/<name>/``'s README.md, results.csv and plots from its records.
+
+    Returns:
+        The path of the README.
+
+    Raises:
+        UserError: an unknown experiment.
+        DataError: a damaged records file (the message names file:line).
+    """
+    experiment = get_experiment(name)
+    exp_dir = Path(out_dir) / experiment.name
+    rows, superseded = load_rows(experiment, out_dir)
+    plots: dict[Group, list[str]] = {}
+    for group in groups(rows):
+        for dataset in sorted({r["dataset"] for r in _in(rows, group)}):
+            file = _plot_name(group, dataset)
+            atomic_write_bytes(exp_dir / file, plot_curves(experiment, rows, group, dataset))
+            plots.setdefault(group, []).append(file)
+    wanted = {f for files in plots.values() for f in files}
+    if exp_dir.is_dir():
+        for stale in exp_dir.glob(f"*{PLOT_SUFFIX}"):
+            if stale.name not in wanted:
+                stale.unlink()
+    atomic_write_text(exp_dir / CSV_FILE, runs_csv(rows))
+    path = exp_dir / REPORT_FILE
+    atomic_write_text(path, report_markdown(experiment, rows, plots, superseded))
+    return path
+
+
+def write_index(out_dir: str | Path = "results") -> Path:
+    """Regenerate ``<out_dir>/README.md``: one line per experiment."""
+    lines = [
+        "# Results",
+        "",
+        "Generated by `keras-cnns report` from each experiment's `records.jsonl`; never edited by "
+        "hand. Each experiment's README has the tables (paper | ours | difference), the hardware, "
+        "the deviations from the paper and the plots. A smoke preset is a CPU check of the "
+        "pipeline on a small real-data subset, not a reproduction.",
+        "",
+        "| experiment | paper | presets recorded | what the runs show (most complete preset) |",
+        "|---|---|---|---|",
+    ]
+    for name in list_experiments():
+        experiment = get_experiment(name)
+        rows, _ = load_rows(experiment, out_dir)
+        found = [g for g in groups(rows) if _in(rows, g)]
+        if found:
+            presets = ", ".join(f"{g.label} ({_hardware(_in(rows, g))})" for g in found)
+            summary = verdict(experiment, rows, found[0])[0]
+        else:
+            presets = "none yet"
+            summary = f"not run yet: `keras-cnns reproduce {name} --preset smoke`"
+        lines.append(f"| [{name}]({name}/{REPORT_FILE}) | {experiment.paper} | {presets} | {_cell(summary)} |")
+    path = Path(out_dir) / INDEX_FILE
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def headline(
+    name: str, out_dir: str | Path = "results", *, preset: str, overrides: Sequence[str] = (), tuned: bool = False
+) -> str:
+    """The first verdict sentence of one group of an experiment, prefixed by its name."""
+    experiment = get_experiment(name)
+    rows, _ = load_rows(experiment, out_dir)
+    group = Group(preset, " ".join(o.strip() for o in overrides if o.strip()), tuned)
+    return f"{experiment.name}: {verdict(experiment, rows, group)[0]}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _hardware(rows) -> str:
+    devices = sorted({str(r["device"]) for r in rows if r["device"]})
+    return ", ".join("CPU" if d == "cpu" else d for d in devices) or "unknown device"
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def _signed(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:+.2f}"
+
+
+def _table(head: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(_cell(str(c)) for c in row) + " |" for row in body]
+    return lines
+
+
+def report_markdown(experiment: Experiment, rows, plots: Mapping[Group, Sequence[str]], superseded: int = 0) -> str:
+    """The text of ``results/<name>/README.md`` (see the module docstring)."""
+    lines = [
+        f"# {experiment.title}",
+        "",
+        f"Generated by `keras-cnns report {experiment.name}` from `{RECORDS_FILE}`; do not edit. "
+        f"Re-run with `keras-cnns reproduce {experiment.name} --preset smoke|quick|paper [--seeds N]`.",
+        "",
+        f"- **Paper:** {experiment.paper}",
+        f"- **Claim:** {experiment.claim}",
+        f"- **Compared:** {experiment.metric_label()}"
+        + (" (training error as Keras reports it during each epoch)" if experiment.metric == "epochs_to_train_error" else "")
+        + "; mean ± sample std over seeds, n = number of seeds.",
+        *[f"- {note}" for note in experiment.notes],
+        "",
+    ]
+    found = groups(rows)
+    if not found:
+        lines += ["No runs recorded yet.", ""]
+    for group in found:
+        lines += _group_section(experiment, rows, group, plots.get(group, ()))
+    if superseded > 0:
+        lines += [
+            f"{superseded} older record(s) of the same runs (re-runs after a config change) are not shown; "
+            f"they remain in `{RECORDS_FILE}`.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _group_section(experiment: Experiment, rows, group: Group, plot_files: Sequence[str]) -> list[str]:
+    done = _in(rows, group)
+    everything = _in(rows, group, status=None) + _in(rows, group, phase="sweep", status=None)
+    preset = experiment.presets.get(group.preset)
+    lines = [f"## Preset `{group.label}`", ""]
+    if preset is not None:
+        lines += [f"{preset.purpose} Runtime: {preset.runtime}", ""]
+    lines += ["**What this run shows:** " + " ".join(verdict(experiment, rows, group)), ""]
+
+    epochs_metric = experiment.metric == "epochs_to_train_error"
+    head = ["variant", "dataset", "paper", f"ours: {experiment.metric_label()}", "difference"]
+    head += (["seconds to target"] if epochs_metric else []) + ["final train error %", "epochs", "train images", "wall time s"]
+    body = []
+    for s in summary_rows(experiment, rows, group):
+        row = [
+            s["variant"], s["dataset"], _num(s["paper"]),
+            format_stat(s["stat"], digits=1 if epochs_metric else 2, max_epochs=s["epochs"]),
+            _signed(s["difference"]),
+        ]  # fmt: skip
+        if epochs_metric:
+            row.append(format_stat(s["seconds_to_target"], digits=1) if s["seconds_to_target"].n else "—")
+        row += [format_stat(s["final_train_error"]), str(s["epochs"]), str(s["n_train"]), _num(s["wall_time"].mean, 0)]
+        body.append(row)
+    if body:
+        lines += _table(head, body) + [""]
+
+    runs = done or everything
+    if runs:
+        sources = sorted({str(r["source"]).split(":")[0] for r in runs if r["source"]})
+        hosts = ", ".join(sorted({str(r["host"]) for r in runs if r["host"]}))
+        backends = ", ".join(sorted({f"{r['backend']} (Keras {r['keras']})" for r in runs}))
+        precisions = ", ".join(sorted({str(r["precision"]) for r in runs}))
+        lines += [
+            f"- Hardware: {_hardware(runs)}" + (f" ({hosts})" if hosts else ""),
+            f"- Backend: {backends}; precision: {precisions}",
+            f"- Data: {', '.join(sources)}"
+            + (" (the packaged 5,000-image MNIST sample: not comparable with the paper)" if "sample" in sources else "")
+            + f"; {_range(runs, 'n_train')} train, {_range(runs, 'n_val')} validation, {_range(runs, 'n_test')} test images",
+            f"- Seeds: {', '.join(str(s) for s in sorted({r['seed'] for r in runs}))}; "
+            f"total wall time {sum(r['wall_time'] or 0 for r in everything if not r['reused']):.0f} s over "
+            f"{sum(not r['reused'] for r in everything)} trained runs"
+            + (f" ({sum(r['reused'] for r in everything)} more reused an identical sweep run)" if any(r["reused"] for r in everything) else ""),
+            "",
+        ]
+
+    deviations = list(experiment.deviations) + list(preset.deviations if preset else ())
+    if group.overrides:
+        deviations.append(f"Config overrides on the command line: `--set {group.overrides}`.")
+    for variant, tuned in sorted({(r["variant"], r["tuned"]) for r in everything if r["tuned"]}):
+        deviations.append(f"{variant}: hyperparameters from `keras-cnns tune`: `{tuned}`.")
+    if deviations:
+        lines += ["Deviations from the paper:", ""] + [f"- {d}" for d in deviations] + [""]
+
+    lines += _sweep_section(experiment, rows, group)
+
+    diverged = [r for r in everything if r["status"] == "diverged"]
+    if diverged:
+        lines += ["Diverged runs (not averaged in):", ""]
+        lines += _table(
+            ["variant", "dataset", "phase", "seed", "epoch", "run_id"],
+            [[r["variant"], r["dataset"], r["phase"] + (f" {r['sweep_param']}={r['sweep_value']:g}" if r["phase"] == "sweep" else ""),
+              str(r["seed"]), str((r["_divergence"] or {}).get("epoch", "?")), r["run_id"]] for r in diverged],
+        ) + [""]  # fmt: skip
+    for file in plot_files:
+        lines += [f"![{experiment.name} {group.label} curves]({file})", ""]
+    return lines
+
+
+def _range(rows, column: str) -> str:
+    values = sorted({r[column] for r in rows if r[column] is not None})
+    if not values:
+        return "?"
+    return f"{values[0]:,}" if len(values) == 1 else f"{values[0]:,}-{values[-1]:,}"
+
+
+def _sweep_section(experiment: Experiment, rows, group: Group) -> list[str]:
+    sweep_rows = _in(rows, group, phase="sweep", status=None)
+    if not sweep_rows:
+        return []
+    param = sweep_rows[0]["sweep_param"]
+    target = experiment.target_train_error
+    lines = [f"Sweep of `{param}` (part of the experiment; seed {sweep_rows[0]['seed']}):", ""]
+    body = []
+    for variant, dataset in sorted({(r["variant"], r["dataset"]) for r in sweep_rows}, key=lambda c: (_order(experiment.variants, c[0]), c[1])):
+        cell = sorted((r for r in sweep_rows if r["variant"] == variant and r["dataset"] == dataset), key=lambda r: r["sweep_value"])
+        chosen, reason = pick_sweep([{"status": r["status"], "history": r["_history"], "tags": {"sweep_value": r["sweep_value"]}} for r in cell], param, target)
+        for r in cell:
+            reached = r["epochs_to_target"]
+            body.append([
+                variant, dataset, f"{r['sweep_value']:g}", str(r["epochs_run"]),
+                str(reached) if reached is not None else "not reached",
+                _num(r["final_train_error"]), r["status"],
+                f"**chosen** ({reason})" if r["sweep_value"] == chosen else "",
+            ])  # fmt: skip
+    head = [
+        "variant", "dataset", param, "epochs", f"epochs to {target:g}% train error", "final train error %", "status", "",
+    ]  # fmt: skip
+    return lines + _table(head, body) + [""]

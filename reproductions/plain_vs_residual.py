@@ -1,0 +1,123 @@
+"""Plain vs residual nets on CIFAR-10 (He, Zhang, Ren, Sun, CVPR 2016, Sec. 4.2, Table 6, Fig. 6).
+
+Paper: "Deep Residual Learning for Image Recognition", Sec. 4.2: plain nets get worse with
+depth (plain-56 has higher training and test error than plain-20: the degradation problem),
+while residual nets with the same layers and parameters get better (ResNet-56 below
+ResNet-20).
+
+Claim: plain-56 > plain-20 in (training) error, while ResNet-56 < ResNet-20.
+
+Paper's numbers (Table 6, CIFAR-10 test error %): ResNet-20 8.75, ResNet-56 6.97, ResNet-110
+6.43 (best of 5; 6.61 ± 0.16 mean). Plain nets: curves only (Fig. 6), no numbers.
+
+Measured: test error % of the final epoch's weights (no test-set selection), mean ± std over
+seeds; final training error (Keras' running accuracy over the last epoch, augmentation on);
+training and validation error per epoch, plotted like Fig. 6 (the validation split stands in
+for the paper's test curve, so the test set is never looked at during training).
+
+Runtimes:
+    paper: not yet measured on a GPU.
+    quick: not yet measured on a GPU (planned: about 10 minutes on one GPU for the four nets).
+    smoke: 1.7 min wall (99 s CPU time) for the whole command on 2 shared x86_64 CPU cores,
+        TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running, measured 2026-11-23 (in the
+        test suite: 2.1 min).
+
+Command::
+
+    keras-cnns reproduce plain-vs-residual --preset smoke
+    keras-cnns reproduce plain-vs-residual --preset quick --seeds 2
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from keras_cnns.experiment import TrainConfig
+from keras_cnns.reproduce import Experiment, Ordering, Preset
+
+_RECIPE = TrainConfig(
+    model="plain20_cifar",
+    dataset="cifar10",
+    optimizer="sgd",
+    momentum=0.9,
+    learning_rate=0.1,
+    weight_decay=5e-5,  # the paper's weight decay 1e-4 (gradient) is Keras L2 5e-5
+    weight_decay_mode="l2",
+    batch_size=128,
+    # lr / 10 at 32k and 48k iterations, stop at 64k: epochs 82, 123 and 164 at 391 steps/epoch.
+    epochs=164,
+    schedule="step",
+    lr_boundaries=(82, 123),
+    lr_factor=0.1,
+    preprocess="pixel_mean",  # "the per-pixel mean subtracted"
+    augment=("pad_crop", "flip"),  # pad 4, random 32x32 crop, horizontal flip
+    # Deviation from paper: 5,000 training images are held out for the validation curve (the
+    # paper used the 45k/5k split to set its schedule, then trained on all 50k); at 352 steps
+    # per epoch the boundaries fall at about 29k and 43k iterations, and training stops at 58k.
+    val_size=5000,
+    select="final",
+)
+
+# ResNet-110 (and its plain twin): lr 0.01 until training error is below 80% (about 400
+# iterations, about one epoch), then 0.1.
+_WARMUP = {"warmup_epochs": 1.0, "warmup_lr": 0.01}
+
+VARIANTS = {
+    "plain20": replace(_RECIPE, model="plain20_cifar"),
+    "plain56": replace(_RECIPE, model="plain56_cifar"),
+    "resnet20": replace(_RECIPE, model="resnet20_cifar"),
+    "resnet56": replace(_RECIPE, model="resnet56_cifar"),
+    "plain110": replace(_RECIPE, model="plain110_cifar", **_WARMUP),
+    "resnet110": replace(_RECIPE, model="resnet110_cifar", **_WARMUP),
+}
+_FOUR = ("plain20", "plain56", "resnet20", "resnet56")
+
+PAPER = Preset(
+    configs=VARIANTS,
+    datasets=("cifar10",),
+    purpose="The paper's recipe: 164 epochs, lr 0.1 divided by 10 at epochs 82 and 123, depths 20, 56 and 110.",
+    runtime="not yet measured on a GPU.",
+    deviations=("Warm-up for the 110-layer nets: a fixed epoch at lr 0.01, not 'until training error is below 80%'.",),
+)
+
+QUICK = Preset(
+    configs={k: replace(VARIANTS[k], epochs=20, lr_boundaries=(10, 15)) for k in _FOUR},
+    datasets=("cifar10",),
+    purpose="One GPU, about ten minutes: depths 20 and 56 only, 20 epochs (lr / 10 at 10 and 15).",
+    runtime="not yet measured on a GPU.",
+    deviations=("Quick: 20 epochs, boundaries at 10 and 15; no 110-layer nets.",),
+)
+
+SMOKE = Preset(
+    configs={
+        k: replace(VARIANTS[k], epochs=1, lr_boundaries=(), schedule="constant", train_subset=128, test_subset=256, val_size=128)
+        for k in _FOUR
+    },
+    datasets=("cifar10",),
+    purpose="CPU smoke test: depths 20 and 56, 1 epoch on 128 training images.",
+    runtime="1.7 min wall (99 s CPU time) on 2 shared x86_64 CPU cores, TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running (measured 2026-11-23).",
+    deviations=("Smoke: 128 training images, 1 epoch at a constant lr 0.1; no 110-layer nets.",),
+)
+
+EXPERIMENT = Experiment(
+    name="plain-vs-residual",
+    title="Plain vs residual depth on CIFAR-10 (He et al. 2016, Table 6, Fig. 6)",
+    paper="He, Zhang, Ren, Sun, CVPR 2016, Sec. 4.2, Table 6, Fig. 6",
+    claim="Plain-56 has higher error than plain-20, while ResNet-56 has lower error than ResNet-20.",
+    metric="test_error",
+    paper_numbers={"resnet20": {"cifar10": 8.75}, "resnet56": {"cifar10": 6.97}, "resnet110": {"cifar10": 6.43}},
+    presets={"paper": PAPER, "quick": QUICK, "smoke": SMOKE},
+    deviations=(
+        "Trained on 45,000 images (5,000 held out for validation), not 50,000.",
+        "Test error of the final epoch, one run per seed (the paper's 6.43 for ResNet-110 is its best of 5 runs).",
+        "Fig. 6's test curves: the validation split's error per epoch stands in for them.",
+    ),
+    orderings=(
+        Ordering("plain20", "plain56", "final_train_error"),
+        Ordering("resnet56", "resnet20", "final_train_error"),
+        Ordering("plain20", "plain56"),
+        Ordering("resnet56", "resnet20"),
+    ),
+    panels={"plain": ("plain20", "plain56", "plain110"), "ResNet": ("resnet20", "resnet56", "resnet110")},
+    notes=("Plots: training error dashed, validation error solid (Fig. 6 draws test error bold).",),
+)

@@ -1,0 +1,124 @@
+"""ReLU vs tanh: training speed to 25% training error (Krizhevsky, Sutskever, Hinton, NIPS 2012, Fig. 1).
+
+Paper: "ImageNet Classification with Deep Convolutional Neural Networks", Sec. 3.1 and
+Figure 1: a four-layer convolutional network with ReLUs reaches 25% training error on
+CIFAR-10 six times faster than the same network with tanh units. Each network's learning
+rate was chosen independently to make training as fast as possible; no regularisation of any
+kind was used.
+
+Claim: ReLU nets train several times faster than tanh nets (six times, in iterations, here).
+
+Paper's numbers: the ratio only, "six times" (Fig. 1 gives no table). The net is not given
+in the paper; ``cifar_4layer`` is the classic cuda-convnet CIFAR net (papers.md).
+
+Measured: for each activation, epochs (and seconds) until the training error, as Keras
+reports it during each epoch (running accuracy over the epoch's batches), is at most 25%; the
+ratio tanh / ReLU beside the paper's 6; a plot of training error per epoch with the 25% line.
+Each activation's learning rate comes from a sweep that is part of the experiment: every
+learning rate is trained for a few epochs and the one with the fewest epochs to 25% training
+error (ties and no-reach broken by the lowest final training error) is used for the main runs.
+The sweep is recorded and shown in the report.
+
+Runtimes:
+    paper: not yet measured on a GPU.
+    quick: not yet measured on a GPU (about 10 minutes of training expected: a tiny net).
+    smoke: 2.1 min wall under a load of ~4.7 (64 s CPU time) for the whole command on 2
+        shared x86_64 CPU cores, TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running,
+        measured 2026-11-23 (in the test suite: 54 s).
+
+Command::
+
+    keras-cnns reproduce relu-vs-tanh --preset smoke
+    keras-cnns reproduce relu-vs-tanh --preset quick --seeds 3
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from keras_cnns.experiment import TrainConfig
+from keras_cnns.reproduce import Experiment, Ordering, Preset, Ratio, Sweep
+
+_RELU = TrainConfig(
+    model="cifar_4layer",
+    dataset="cifar10",
+    model_kwargs=(("activation", "relu"),),
+    # Deviation from paper: the net's optimiser is not given; we use AlexNet's (Sec. 5):
+    # SGD, momentum 0.9, batches of 128, and a constant learning rate (found by the sweep).
+    optimizer="sgd",
+    momentum=0.9,
+    batch_size=128,
+    learning_rate=0.01,  # replaced by each activation's sweep winner
+    schedule="constant",
+    epochs=60,
+    weight_decay=0.0,  # "no regularization of any kind"
+    augment=(),
+    # The same paper's only preprocessing (Sec. 2): subtract the mean activity of each pixel.
+    preprocess="pixel_mean",
+    # Deviation from paper: 5,000 training images are held out for the validation curve.
+    val_size=5000,
+)
+
+VARIANTS = {
+    "relu": _RELU,
+    "tanh": replace(_RELU, model_kwargs=(("activation", "tanh"),)),
+}
+
+# Deviation from paper: the paper does not say which learning rates it tried.
+_PAPER_RATES = (0.005, 0.01, 0.02, 0.04, 0.08)
+
+PAPER = Preset(
+    configs=VARIANTS,
+    datasets=("cifar10",),
+    purpose=(
+        "The paper's setting: each activation at its fastest learning rate of a 5-value sweep "
+        "(30 epochs each), then 60 epochs on 45,000 images."
+    ),
+    runtime="not yet measured on a GPU.",
+    sweep=Sweep("learning_rate", {v: _PAPER_RATES for v in VARIANTS}, epochs=30),
+)
+
+QUICK = Preset(
+    configs={k: replace(c, epochs=40) for k, c in VARIANTS.items()},
+    datasets=("cifar10",),
+    purpose="One GPU, about ten minutes: a 3-value sweep of 12 epochs, then 40 epochs per activation.",
+    runtime="not yet measured on a GPU.",
+    deviations=("Quick: 3 learning rates swept for 12 epochs; 40 epochs per main run.",),
+    sweep=Sweep("learning_rate", {v: (0.01, 0.02, 0.04) for v in VARIANTS}, epochs=12),
+)
+
+SMOKE = Preset(
+    configs={k: replace(c, epochs=3, train_subset=1024, test_subset=512, val_size=512) for k, c in VARIANTS.items()},
+    datasets=("cifar10",),
+    purpose="CPU smoke test: a 2-value sweep and 3 epochs on 1,024 training images.",
+    runtime="2.1 min wall under a load of ~4.7 (64 s CPU time) on 2 shared x86_64 CPU cores, TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running (measured 2026-11-23).",
+    deviations=(
+        "Smoke: 1,024 training images, 3 epochs, 2 learning rates; the sweep runs double as the "
+        "seed-0 main runs (same config).",
+    ),
+    sweep=Sweep("learning_rate", {v: (0.01, 0.04) for v in VARIANTS}, epochs=3),
+)
+
+EXPERIMENT = Experiment(
+    name="relu-vs-tanh",
+    title="ReLU vs tanh training speed (Krizhevsky et al. 2012, Fig. 1)",
+    paper="Krizhevsky, Sutskever, Hinton, NIPS 2012, Sec. 3.1, Fig. 1",
+    claim="A four-layer CNN with ReLUs reaches 25% training error on CIFAR-10 six times faster than with tanh.",
+    metric="epochs_to_train_error",
+    target_train_error=25.0,
+    paper_numbers={},  # the paper gives the ratio only
+    presets={"paper": PAPER, "quick": QUICK, "smoke": SMOKE},
+    deviations=(
+        "The paper's net is not published; cifar_4layer is the cuda-convnet CIFAR net (conv 5x5x32, "
+        "max pool, conv 5x5x32, avg pool, conv 5x5x64, avg pool, dense 10), 'same' padding.",
+        "Optimiser not given: SGD with momentum 0.9, batches of 128, constant learning rate chosen by the sweep.",
+        "Trained on 45,000 images (5,000 held out for validation).",
+        "Training error is Keras' running accuracy over each epoch, not a separate pass over the training set.",
+    ),
+    orderings=(Ordering("relu", "tanh"),),
+    ratios=(
+        Ratio("tanh", "relu", "metric", "Epochs to 25% training error, tanh / ReLU", paper=6.0),
+        Ratio("tanh", "relu", "seconds_to_target", "Seconds to 25% training error, tanh / ReLU"),
+    ),
+    curves=("train",),
+)

@@ -1,0 +1,119 @@
+"""Stochastic depth on ResNet-110 (Huang, Sun, Liu, Sedra, Weinberger, ECCV 2016, Table 1).
+
+Paper: "Deep Networks with Stochastic Depth", Sec. 4, Table 1: ResNet-110 trained with
+stochastic depth (each residual block skipped with a probability rising linearly to 0.5 at
+the last block, one draw per block per mini-batch) has lower test error than the same net
+with constant depth, and trains about 25% faster.
+
+Claim: stochastic depth lowers ResNet-110's CIFAR test error (6.41 -> 5.25 on CIFAR-10+) and
+cuts training time by about a quarter.
+
+Paper's numbers (test error %, with augmentation): CIFAR-10+ 6.41 constant depth, 5.25
+stochastic depth; CIFAR-100+ 27.76 (the text says 27.22) and 24.98.
+
+Measured: test error % at the epoch of lowest validation error (``select="best_val"``, as
+the paper reports it: the validation split is 5,000 training images), mean ± std over seeds;
+seconds per epoch of both variants, their ratio beside the paper's ~0.75.
+
+Runtimes:
+    paper: not yet measured on a GPU.
+    quick: not yet measured on a GPU (planned: about 10 minutes on one GPU).
+    smoke: 54 s wall (41 s CPU time) for the whole command on 2 shared x86_64 CPU cores,
+        TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running, measured 2026-11-23 (in the
+        test suite: 51 s).
+
+Command::
+
+    keras-cnns reproduce stochastic-depth --preset smoke
+    keras-cnns reproduce stochastic-depth --preset quick --seeds 2
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from keras_cnns.experiment import TrainConfig
+from keras_cnns.reproduce import Experiment, Ordering, Preset, Ratio
+
+_CONSTANT = TrainConfig(
+    model="resnet110_cifar",
+    dataset="cifar10",
+    # Transition shortcuts: 2x2 average pooling plus zero channel padding, for both variants
+    # ("the baseline uses the same settings").
+    model_kwargs=(("drop_path", 0.0), ("drop_path_mode", "batch"), ("shortcut", "A_avgpool")),
+    optimizer="sgd",
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=5e-5,  # the paper's weight decay 1e-4 (gradient) is Keras L2 5e-5
+    weight_decay_mode="l2",
+    batch_size=128,
+    learning_rate=0.1,
+    epochs=500,
+    schedule="step",
+    lr_boundaries=(250, 375),
+    lr_factor=0.1,
+    preprocess="standardize",  # per-channel mean / std
+    augment=("pad_crop", "flip"),
+    val_size=5000,  # the 45k / 5k split
+    select="best_val",  # test error at the epoch of lowest validation error
+)
+
+VARIANTS = {
+    "constant_depth": _CONSTANT,
+    # p_L = 0.5, linear decay over the 54 blocks; one Bernoulli draw per block per mini-batch.
+    "stochastic_depth": replace(
+        _CONSTANT, model_kwargs=(("drop_path", 0.5), ("drop_path_mode", "batch"), ("shortcut", "A_avgpool"))
+    ),
+}
+
+PAPER = Preset(
+    configs=VARIANTS,
+    datasets=("cifar10", "cifar100"),
+    purpose="The paper's recipe: 500 epochs, Nesterov SGD, lr 0.1 / 0.01 at 250 / 0.001 at 375, both datasets.",
+    runtime="not yet measured on a GPU.",
+)
+
+QUICK = Preset(
+    configs={k: replace(c, epochs=20, lr_boundaries=(10, 15)) for k, c in VARIANTS.items()},
+    datasets=("cifar10",),
+    purpose="One GPU, about ten minutes: CIFAR-10, 20 epochs (lr / 10 at 10 and 15).",
+    runtime="not yet measured on a GPU.",
+    deviations=("Quick: CIFAR-10 only, 20 epochs, boundaries at 10 and 15.",),
+)
+
+SMOKE = Preset(
+    configs={
+        # Deviation from paper (smoke only): ResNet-20, not ResNet-110: one epoch of
+        # ResNet-110 does not fit the CPU budget. Same builder, shortcuts and drop rule.
+        k: replace(
+            c, model="resnet20_cifar", epochs=2, lr_boundaries=(), schedule="constant",
+            train_subset=128, test_subset=256, val_size=128,
+        )
+        for k, c in VARIANTS.items()
+    },  # fmt: skip
+    datasets=("cifar10",),
+    purpose="CPU smoke test: ResNet-20 with and without stochastic depth, 2 epochs on 128 images.",
+    runtime="54 s wall (41 s CPU time) on 2 shared x86_64 CPU cores, TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running (measured 2026-11-23).",
+    deviations=(
+        "Smoke: ResNet-20 instead of ResNet-110 (CPU budget), 128 training images, 2 epochs, constant lr.",
+    ),
+)
+
+EXPERIMENT = Experiment(
+    name="stochastic-depth",
+    title="Stochastic depth on ResNet-110 (Huang et al. 2016, Table 1)",
+    paper="Huang, Sun, Liu, Sedra, Weinberger, ECCV 2016, Table 1",
+    claim="Stochastic depth (p_L = 0.5) lowers ResNet-110's test error on CIFAR-10+ and CIFAR-100+ and trains ~25% faster.",
+    metric="test_error",
+    paper_numbers={
+        "constant_depth": {"cifar10": 6.41, "cifar100": 27.76},
+        "stochastic_depth": {"cifar10": 5.25, "cifar100": 24.98},
+    },
+    presets={"paper": PAPER, "quick": QUICK, "smoke": SMOKE},
+    deviations=(
+        "CIFAR-100 constant depth: Table 1 says 27.76, the text 27.22; the table's value is shown.",
+        "Training time is compared per epoch (median, first epoch left out), on our hardware.",
+    ),
+    orderings=(Ordering("stochastic_depth", "constant_depth"),),
+    ratios=(Ratio("stochastic_depth", "constant_depth", "epoch_time", "Seconds per epoch, stochastic / constant depth", paper=0.75),),
+)

@@ -1,0 +1,247 @@
+"""The reproductions: every preset validates, the runner resumes, every smoke preset runs.
+
+The smoke runs train on real data subsets (the ``data_dir`` fixture) and dominate this
+file's time; only LeNet-5's is marked ``smoke`` (it also runs on JAX and PyTorch in CI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import json
+import socket
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import keras_cnns
+from keras_cnns import cli, reproduce, results
+from keras_cnns.errors import DivergedError
+from keras_cnns.records import append_record, read_records
+from keras_cnns.registry import get_entry
+from keras_cnns.reproduce import PRESETS, get_experiment, list_experiments, plan_runs, plan_sweep
+
+NAMES = list_experiments()
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# What a smoke or quick preset may change in a paper config: it shrinks the run (schedule,
+# data, epochs) but keeps the recipe. The two exceptions are stated deviations in their
+# modules (stochastic-depth smoke: ResNet-20; dropout-cifar smoke: no ZCA).
+SHRINKING = {"epochs", "lr_boundaries", "schedule", "train_subset", "test_subset", "val_size", "allow_sample"}
+STATED_EXCEPTIONS = {("stochastic-depth", "smoke"): {"model"}, ("dropout-cifar", "smoke"): {"preprocess"}}
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("name", NAMES)
+def test_every_preset_of_every_experiment_validates(name):
+    experiment = get_experiment(name)
+    assert experiment.name == name
+    assert tuple(experiment.presets) == PRESETS
+    for preset_name in PRESETS:
+        preset = experiment.preset(preset_name)
+        runs = plan_runs(experiment, preset_name, seeds=2)
+        assert len(runs) == len(preset.configs) * len(preset.datasets) * 2
+        assert len({r.run_id for r in runs}) == len(runs)  # seeds and variants give distinct runs
+        for run in [*runs, *plan_sweep(experiment, preset_name)]:
+            # The builder takes every model option (checked without building the model).
+            accepted = inspect.signature(get_entry(run.config.model).builder).parameters
+            assert set(dict(run.config.model_kwargs)) <= set(accepted), run.config.model
+            assert {"experiment", "preset", "variant", "seed", "dataset"} <= set(run.tags)
+        # quick and smoke are the paper's configs, shrunk.
+        allowed = SHRINKING | STATED_EXCEPTIONS.get((name, preset_name), set())
+        for variant, config in preset.configs.items():
+            paper = experiment.presets["paper"].configs[variant]
+            changed = {f.name for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(paper, f.name)}
+            assert changed <= allowed, (preset_name, variant, changed - allowed)
+    for config in experiment.presets["smoke"].configs.values():
+        assert config.train_subset is not None and config.train_subset <= 2048
+        assert config.test_subset is not None and config.test_subset <= 1000
+        assert config.epochs <= 3
+    for variant, numbers in experiment.paper_numbers.items():
+        assert set(numbers) <= set(experiment.presets["paper"].datasets), variant
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("name", NAMES)
+def test_module_header_states_claim_runtimes_and_command(name):
+    module = importlib.import_module(reproduce.EXPERIMENTS[name])
+    doc = module.__doc__
+    for needed in ("Claim:", "Measured:", "Runtimes:", "paper:", "quick:", "smoke:", f"keras-cnns reproduce {name}"):
+        assert needed in doc, needed
+    source = inspect.getsource(module)
+    assert "Deviation from paper" in source
+
+
+@pytest.mark.smoke
+def test_importing_reproductions_and_reports_does_not_import_keras():
+    code = (
+        "import sys, keras_cnns.cli, keras_cnns.reproduce, keras_cnns.results\n"
+        f"for n in {NAMES!r}: keras_cnns.reproduce.get_experiment(n)\n"
+        "keras_cnns.cli.build_parser()\n"
+        "assert 'keras' not in sys.modules, 'keras imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.smoke
+def test_cli_unknown_experiment_names_the_closest(capsys):
+    assert cli.main(["reproduce", "lenet5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "did you mean lenet5-mnist" in err
+
+
+@pytest.mark.smoke
+def test_cli_unknown_preset_lists_the_presets(capsys):
+    assert cli.main(["reproduce", "relu-vs-tanh", "--preset", "fast"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "paper, quick, smoke" in err
+
+
+@pytest.mark.smoke
+def test_seed_and_unknown_overrides_are_refused_before_training():
+    from keras_cnns.errors import UserError
+
+    with pytest.raises(UserError, match="--seeds"):
+        reproduce.run_experiment("lenet5-mnist", overrides=["seed=3"], out_dir="/nonexistent")
+    with pytest.raises(UserError, match="unknown config key 'epoch'"):
+        reproduce.run_experiment("lenet5-mnist", overrides=["epoch=3"], out_dir="/nonexistent")
+    with pytest.raises(UserError, match="variants are: lenet5, lenet5_modern, lenet5_distort"):
+        reproduce.run_experiment("lenet5-mnist", variants="lenet6", out_dir="/nonexistent")
+
+
+# --- the runner, with a stand-in for the engine ------------------------------------------------
+
+
+def _fake_engine(monkeypatch, calls):
+    """Replace keras_cnns.training with a fake ``train`` whose training error falls faster for
+    relu at lr 0.04 and tanh at lr 0.01; tanh at lr 0.04 diverges."""
+
+    def train(config, *, out_dir, data_dir=None, tags=None, verbose=1, **_):
+        activation = dict(config.model_kwargs)["activation"]
+        lr = config.learning_rate
+        calls.append((activation, lr, config.seed, tags["phase"]))
+        good = {"relu": 0.04, "tanh": 0.01}[activation]
+        start = 40.0 if lr == good else 60.0
+        errors = [start - 10.0 * e for e in range(config.epochs)]
+        record = {
+            "run_id": config.run_id(),
+            "status": "completed",
+            "tags": dict(tags),
+            "config": config.to_dict(),
+            "history": [
+                {"epoch": e + 1, "accuracy": 1 - x / 100, "val_accuracy": 1 - x / 100, "time": 1.0}
+                for e, x in enumerate(errors)
+            ],
+            "test": {"error": errors[-1], "accuracy": 1 - errors[-1] / 100, "loss": 1.0},
+            "dataset": {"source": "fake", "n_train": config.train_subset, "n_val": 0, "n_test": 0},
+            "wall_time": float(config.epochs),
+            "device": "cpu",
+            "backend": "fake",
+            "versions": {"keras": "0"},
+            "precision": config.precision,
+        }
+        if activation == "tanh" and lr == 0.04:
+            record.update(status="diverged", test=None, divergence={"epoch": 1, "batch": 2})
+            append_record(Path(out_dir) / "records.jsonl", record)
+            raise DivergedError("fake divergence")
+        append_record(Path(out_dir) / "records.jsonl", record)
+        return record
+
+    fake = types.ModuleType("keras_cnns.training")
+    fake.train = train
+    monkeypatch.setitem(sys.modules, "keras_cnns.training", fake)
+    monkeypatch.setattr(keras_cnns, "training", fake, raising=False)
+
+
+@pytest.mark.smoke
+def test_runner_sweeps_resumes_and_reuses(monkeypatch, tmp_path):
+    calls = []
+    _fake_engine(monkeypatch, calls)
+    records = reproduce.run_experiment("relu-vs-tanh", preset="smoke", seeds=2, out_dir=tmp_path, verbose=0)
+
+    sweeps = sorted((a, lr) for a, lr, _, phase in calls if phase == "sweep")
+    assert sweeps == [("relu", 0.01), ("relu", 0.04), ("tanh", 0.01), ("tanh", 0.04)]
+    # The sweep runs are the seed-0 main runs (same config): only seed 1 is trained again,
+    # each activation at its own sweep winner.
+    mains = sorted((a, lr, s) for a, lr, s, phase in calls if phase == "main")
+    assert mains == [("relu", 0.04, 1), ("tanh", 0.01, 1)]
+    assert [(r["tags"]["variant"], r["tags"]["seed"], bool(r.get("reused_from"))) for r in records] == [
+        ("relu", 0, True), ("relu", 1, False), ("tanh", 0, True), ("tanh", 1, False),
+    ]  # fmt: skip
+
+    text = (tmp_path / "relu-vs-tanh" / "README.md").read_text()
+    assert "**chosen** (fewest epochs to 25% training error: 3)" in text  # 40, 30, 20: epoch 3
+    assert "Diverged runs (not averaged in):" in text
+    assert (tmp_path / "README.md").is_file()
+
+    # Re-running the same command trains nothing and appends nothing.
+    before = len(read_records(tmp_path / "relu-vs-tanh" / "records.jsonl"))
+    calls.clear()
+    reproduce.run_experiment("relu-vs-tanh", preset="smoke", seeds=2, out_dir=tmp_path, verbose=0)
+    # Only the diverged sweep run is retried (a diverged run is not finished).
+    assert calls == [("tanh", 0.04, 0, "sweep")]
+    after = read_records(tmp_path / "relu-vs-tanh" / "records.jsonl")
+    assert len(after) == before + 1 and after[-1]["status"] == "diverged"
+
+
+# --- smoke presets end to end on real data ------------------------------------------------------
+
+
+def _check_smoke_outputs(name: str, out: Path, records: list[dict]) -> None:
+    experiment = get_experiment(name)
+    preset = experiment.presets["smoke"]
+    assert len(records) == len(preset.configs) * len(preset.datasets)
+    assert all(r["status"] == "completed" for r in records), [r["status"] for r in records]
+    assert {r["tags"]["preset"] for r in records} == {"smoke"}
+    exp_dir = out / name
+    text = (exp_dir / "README.md").read_text()
+    assert "## Preset `smoke`" in text
+    assert "too little training to compare with the paper" in text  # computed, not claimed
+    for variant in preset.configs:
+        assert f"| {variant} |" in text
+    plots = list(exp_dir.glob("smoke-*-curves.png"))
+    assert len(plots) == len(preset.datasets)
+    assert all(p.read_bytes().startswith(PNG_MAGIC) for p in plots)
+    csv_lines = (exp_dir / "results.csv").read_text().strip().splitlines()
+    assert len(csv_lines) - 1 == len(read_records(exp_dir / "records.jsonl"))
+    assert f"[{name}]" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "lenet5-mnist"])
+def test_smoke_preset_runs_end_to_end(name, tmp_path, data_dir):
+    records = reproduce.run_experiment(name, preset="smoke", out_dir=tmp_path, data_dir=data_dir, verbose=0)
+    _check_smoke_outputs(name, tmp_path, records)
+
+
+@pytest.mark.smoke
+def test_lenet5_smoke_runs_end_to_end(tmp_path, data_dir):
+    records = reproduce.run_experiment("lenet5-mnist", preset="smoke", out_dir=tmp_path, data_dir=data_dir, verbose=0)
+    _check_smoke_outputs("lenet5-mnist", tmp_path, records)
+    assert {r["dataset"]["source"].split(":")[0] for r in records} == {"archive"}
+    # A second run finds everything done: same records, nothing appended.
+    count = len(read_records(tmp_path / "lenet5-mnist" / "records.jsonl"))
+    again = reproduce.run_experiment("lenet5-mnist", preset="smoke", out_dir=tmp_path, data_dir=data_dir, verbose=0)
+    assert [r["run_id"] for r in again] == [r["run_id"] for r in records]
+    assert len(read_records(tmp_path / "lenet5-mnist" / "records.jsonl")) == count
+
+
+def test_lenet5_smoke_works_offline_without_data(tmp_path, monkeypatch):
+    # No archive configured and no network: the packaged MNIST sample (or a tfds copy that is
+    # already prepared on this machine) must carry the README's main command.
+    monkeypatch.delenv("KERAS_CNNS_DATA_DIR", raising=False)
+
+    def offline(*args, **kwargs):
+        raise OSError("offline (test)")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    code = cli.main(["reproduce", "lenet5-mnist", "--preset", "smoke", "--variants", "lenet5_modern", "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    (record,) = read_records(tmp_path / "lenet5-mnist" / "records.jsonl")
+    assert record["status"] == "completed"
+    assert record["dataset"]["source"] in ("sample", "tfds")
+    summary = json.loads(json.dumps(results.headline("lenet5-mnist", tmp_path, preset="smoke")))
+    assert "too little training" in summary

@@ -1,0 +1,311 @@
+"""keras_cnns.results on records built here: statistics, groups, sentences, CSV and plots.
+
+No training and no Keras: every record is constructed with numbers chosen so the expected
+table cells can be computed by hand.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pandas as pd
+import pytest
+
+from keras_cnns import results
+from keras_cnns.records import append_record
+from keras_cnns.reproduce import get_experiment, match_key
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_record(
+    experiment: str,
+    variant: str,
+    seed: int = 0,
+    *,
+    test_error: float | None = 10.0,
+    train_errors: tuple[float, ...] = (60.0, 40.0),
+    val_errors: tuple[float, ...] | None = None,
+    times: tuple[float, ...] | None = None,
+    preset: str = "smoke",
+    dataset: str = "cifar10",
+    status: str = "completed",
+    overrides: tuple[str, ...] = (),
+    phase: str = "main",
+    n_train: int = 256,
+    run_id: str | None = None,
+    sweep_value: float | None = None,
+    tuned: tuple[str, ...] = (),
+) -> dict:
+    """A record shaped like training.train's, with chosen errors (percent)."""
+    val_errors = val_errors or train_errors
+    times = times or tuple(1.0 for _ in train_errors)
+    history = [
+        {
+            "epoch": i + 1,
+            "loss": 1.0,
+            "accuracy": 1 - t / 100,
+            "val_loss": 1.0,
+            "val_accuracy": 1 - v / 100,
+            "lr": 0.1,
+            "time": s,
+        }
+        for i, (t, v, s) in enumerate(zip(train_errors, val_errors, times, strict=True))
+    ]
+    tags = {
+        "experiment": experiment,
+        "preset": preset,
+        "variant": variant,
+        "dataset": dataset,
+        "seed": seed,
+        "phase": phase,
+        "overrides": list(overrides),
+        "host": "test host",
+    }
+    if sweep_value is not None:
+        tags.update(sweep_param="learning_rate", sweep_value=sweep_value)
+    if tuned:
+        tags["tuned"] = list(tuned)
+    completed = status == "completed"
+    return {
+        "run_id": run_id or f"{variant}-{dataset}-{preset}-{seed}-{'-'.join(overrides)}-{sweep_value}",
+        "status": status,
+        "tags": tags,
+        "config": {"dataset": dataset, "epochs": len(train_errors), "seed": seed},
+        "model": variant,
+        "params": 1000,
+        "trainable_params": 1000,
+        "dataset": {"name": dataset, "source": "archive:/x.npz", "n_train": n_train, "n_val": 100, "n_test": 100},
+        "history": history,
+        "test": {"loss": 1.0, "accuracy": 1 - test_error / 100, "error": test_error} if completed else None,
+        "selected_epoch": len(history) if completed else None,
+        "wall_time": float(sum(times)),
+        "started": "2026-01-01T00:00:00+00:00",
+        "finished": "2026-01-01T00:01:00+00:00",
+        "backend": "tensorflow",
+        "versions": {"keras": "3.15.1"},
+        "device": "cpu",
+        "git": None,
+        "seed": seed,
+        "precision": "float32",
+        **({"divergence": {"epoch": len(history), "batch": 3}} if not completed else {}),
+    }
+
+
+def write_records(tmp_path, experiment: str, records) -> None:
+    for r in records:
+        append_record(tmp_path / experiment / "records.jsonl", r)
+
+
+PVR = "plain-vs-residual"
+
+
+@pytest.mark.smoke
+def test_per_epoch_quantities_by_hand():
+    r = make_record(PVR, "plain20", train_errors=(60.0, 30.0, 20.0, 24.0), times=(5.0, 2.0, 3.0, 4.0))
+    h = r["history"]
+    assert results.train_errors(h) == pytest.approx([60.0, 30.0, 20.0, 24.0])
+    assert results.final_train_error(h) == pytest.approx(24.0)
+    assert results.epochs_to_error(h, 25.0) == 3  # the first epoch at or below 25%
+    assert results.epochs_to_error(h, 10.0) is None
+    assert results.seconds_to_error(h, 25.0) == pytest.approx(10.0)  # 5 + 2 + 3
+    assert results.epoch_time(h) == pytest.approx(3.0)  # median of 2, 3, 4: first epoch left out
+    assert math.isnan(results.final_train_error([]))
+
+
+@pytest.mark.smoke
+def test_stat_is_mean_and_sample_std_and_counts_missing():
+    s = results.stat([10.0, 12.0, 14.0, None])
+    assert (s.mean, s.std, s.n, s.missing) == (pytest.approx(12.0), pytest.approx(2.0), 3, 1)
+    assert results.format_stat(results.stat([10.0, 12.0, 14.0])) == "12.00 ± 2.00 (n=3)"
+    assert results.format_stat(results.stat([7.5])) == "7.50 (n=1)"
+    assert results.format_stat(results.stat([None, None]), max_epochs=3) == "not reached in 3 epochs (n=2)"
+
+
+@pytest.mark.smoke
+def test_table_mean_std_difference_and_diverged_runs_kept_apart(tmp_path):
+    records = [make_record(PVR, "resnet20", s, test_error=e) for s, e in enumerate((10.0, 12.0, 14.0))]
+    # A diverged seed with an absurd error must not move the mean.
+    records.append(make_record(PVR, "resnet20", 3, test_error=None, status="diverged", train_errors=(60.0, 90.0)))
+    write_records(tmp_path, PVR, records)
+    results.write_report(PVR, tmp_path)
+
+    experiment = get_experiment(PVR)
+    rows, _ = results.load_rows(experiment, tmp_path)
+    (row,) = results.summary_rows(experiment, rows, results.Group("smoke", ""))
+    assert row["n"] == 3
+    assert row["mean"] == pytest.approx(12.0)
+    assert row["std"] == pytest.approx(2.0)
+    assert row["paper"] == pytest.approx(8.75)
+    assert row["difference"] == pytest.approx(12.0 - 8.75)
+
+    text = (tmp_path / PVR / "README.md").read_text()
+    assert "| resnet20 | cifar10 | 8.75 | 12.00 ± 2.00 (n=3) | +3.25 |" in text
+    diverged = text.split("Diverged runs (not averaged in):")[1]
+    assert "| resnet20 | cifar10 | main | 3 | 2 |" in diverged
+
+
+@pytest.mark.smoke
+def test_presets_and_overrides_are_reported_separately(tmp_path):
+    write_records(
+        tmp_path,
+        PVR,
+        [
+            make_record(PVR, "resnet20", 0, test_error=50.0, preset="smoke"),
+            make_record(PVR, "resnet20", 0, test_error=9.0, preset="quick"),
+            make_record(PVR, "resnet20", 0, test_error=30.0, preset="smoke", overrides=("epochs=5",)),
+            make_record(PVR, "resnet20", 0, test_error=40.0, preset="smoke", tuned=("learning_rate=0.05",), run_id="t"),
+        ],
+    )
+    results.write_report(PVR, tmp_path)
+    experiment = get_experiment(PVR)
+    rows, _ = results.load_rows(experiment, tmp_path)
+    found = results.groups(rows)
+    assert [g.label for g in found] == ["quick", "smoke", "smoke with --set epochs=5", "smoke with tuned values"]
+    means = [results.summary_rows(experiment, rows, g)[0]["mean"] for g in found]
+    assert means == pytest.approx([9.0, 50.0, 30.0, 40.0])  # never averaged across groups
+
+    text = (tmp_path / PVR / "README.md").read_text()
+    quick, smoke = text.split("## Preset `quick`")[1].split("## Preset `smoke`")[:2]
+    assert "9.00 (n=1)" in quick and "50.00" not in quick
+    assert "50.00 (n=1)" in smoke and "9.00 (n=1)" not in smoke
+    assert "`--set epochs=5`" in text  # the override is listed as a deviation
+    assert "resnet20: hyperparameters from `keras-cnns tune`: `learning_rate=0.05`" in text
+    plots = sorted(p.name for p in (tmp_path / PVR).glob("*.png"))
+    assert len(plots) == 4 and "quick-cifar10-curves.png" in plots and "smoke-cifar10-curves.png" in plots
+
+
+@pytest.mark.smoke
+def test_csv_has_one_row_per_run_with_its_numbers(tmp_path):
+    write_records(
+        tmp_path,
+        PVR,
+        [
+            make_record(PVR, "plain20", 0, test_error=20.0, train_errors=(50.0, 30.0)),
+            make_record(PVR, "plain20", 1, test_error=22.0, train_errors=(50.0, 32.0)),
+            make_record(PVR, "plain56", 0, test_error=None, status="diverged"),
+        ],
+    )
+    results.write_report(PVR, tmp_path)
+    frame = pd.read_csv(tmp_path / PVR / "results.csv")
+    assert list(frame.columns) == list(results.RUN_COLUMNS)
+    assert len(frame) == 3
+    plain20 = frame[frame.variant == "plain20"].sort_values("seed")
+    assert plain20["value"].tolist() == pytest.approx([20.0, 22.0])
+    assert plain20["final_train_error"].tolist() == pytest.approx([30.0, 32.0])
+    assert set(frame["preset"]) == {"smoke"}
+    diverged = frame[frame.variant == "plain56"]
+    assert diverged["status"].tolist() == ["diverged"] and diverged["value"].isna().all()
+
+
+@pytest.mark.smoke
+def test_plots_are_png_files(tmp_path):
+    write_records(tmp_path, PVR, [make_record(PVR, v) for v in ("plain20", "plain56", "resnet20", "resnet56")])
+    results.write_report(PVR, tmp_path)
+    (plot,) = (tmp_path / PVR).glob("*.png")
+    data = plot.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 5000
+    assert f"]({plot.name})" in (tmp_path / PVR / "README.md").read_text()
+
+
+def _full_history(final: float, epochs: int = 164) -> tuple[float, ...]:
+    return tuple(80.0 - (80.0 - final) * i / (epochs - 1) for i in range(epochs))
+
+
+@pytest.mark.smoke
+def test_ordering_sentences_follow_the_numbers(tmp_path):
+    # Paper-sized runs (45,000 images, 164 epochs): plain-56 worse than plain-20 (the paper's
+    # ordering holds), ResNet-56 also worse than ResNet-20 (it does not).
+    finals = {"plain20": 5.0, "plain56": 9.0, "resnet20": 3.0, "resnet56": 4.0}
+    tests = {"plain20": 9.0, "plain56": 12.0, "resnet20": 8.0, "resnet56": 8.5}
+    write_records(
+        tmp_path,
+        PVR,
+        [make_record(PVR, v, preset="paper", n_train=45_000, train_errors=_full_history(f), test_error=tests[v]) for v, f in finals.items()],
+    )
+    experiment = get_experiment(PVR)
+    rows, _ = results.load_rows(experiment, tmp_path)
+    group = results.Group("paper", "")
+    assert results.training_fraction(experiment, results._in(rows, group)) == pytest.approx(1.0)
+    outcomes = results.ordering_results(experiment, rows, group)
+    assert [h for h, _ in outcomes] == [True, False, True, False]
+    head = results.verdict(experiment, rows, group)[0]
+    assert "the paper's full training" in head and "2 of 4 hold" in head
+    assert "resnet20 -0.75" in head  # 8.0 - 8.75
+
+
+@pytest.mark.smoke
+def test_small_runs_say_they_cannot_be_compared(tmp_path):
+    write_records(tmp_path, PVR, [make_record(PVR, v) for v in ("plain20", "plain56")])
+    experiment = get_experiment(PVR)
+    rows, _ = results.load_rows(experiment, tmp_path)
+    head = results.verdict(experiment, rows, results.Group("smoke", ""))[0]
+    assert head.startswith("smoke preset: too little training to compare with the paper")
+
+
+@pytest.mark.smoke
+def test_ratio_and_epochs_to_target_for_relu_vs_tanh(tmp_path):
+    name = "relu-vs-tanh"
+    write_records(
+        tmp_path,
+        name,
+        [
+            make_record(name, "relu", train_errors=(40.0, 24.0, 20.0, 18.0, 15.0, 12.0), times=(4.0,) * 6, n_train=45_000),
+            make_record(name, "tanh", train_errors=(50.0, 45.0, 40.0, 35.0, 30.0, 25.0), times=(5.0,) * 6, n_train=45_000),
+        ],
+    )
+    experiment = get_experiment(name)
+    rows, _ = results.load_rows(experiment, tmp_path)
+    group = results.Group("smoke", "")
+    assert results.ratio_results(experiment, rows, group) == [
+        "Epochs to 25% training error, tanh / ReLU: 3.00 (paper: 6)",  # 6 / 2
+        "Seconds to 25% training error, tanh / ReLU: 3.75",  # 30 / 8
+    ]
+    assert [h for h, _ in results.ordering_results(experiment, rows, group)] == [True]
+
+
+@pytest.mark.smoke
+def test_pick_sweep_prefers_fewest_epochs_then_lowest_final_error():
+    name = "relu-vs-tanh"
+    slow = make_record(name, "relu", train_errors=(40.0, 30.0, 24.0), sweep_value=0.01, phase="sweep")
+    fast = make_record(name, "relu", train_errors=(30.0, 20.0, 19.0), sweep_value=0.02, phase="sweep")
+    diverged = make_record(name, "relu", train_errors=(10.0, 5.0), sweep_value=0.08, phase="sweep", status="diverged", test_error=None)
+    value, reason = results.pick_sweep([slow, fast, diverged], "learning_rate", 25.0)
+    assert value == 0.02 and "fewest epochs" in reason
+    low = make_record(name, "relu", train_errors=(60.0, 50.0), sweep_value=0.01, phase="sweep")
+    lower = make_record(name, "relu", train_errors=(60.0, 45.0), sweep_value=0.04, phase="sweep")
+    value, reason = results.pick_sweep([low, lower], "learning_rate", 25.0)
+    assert value == 0.04 and "no value reached" in reason
+    assert results.pick_sweep([diverged], "learning_rate", 25.0)[0] is None
+
+
+@pytest.mark.smoke
+def test_latest_record_of_a_run_wins_and_completed_beats_diverged():
+    experiment = get_experiment(PVR)
+    old = make_record(PVR, "plain20", test_error=30.0, run_id="old-config")
+    new = make_record(PVR, "plain20", test_error=20.0, run_id="new-config")
+    diverged_after = make_record(PVR, "plain20", test_error=None, status="diverged", run_id="new-config")
+    assert match_key(old["tags"]) == match_key(new["tags"])
+    rows, superseded = results.run_rows(experiment, [old, new, diverged_after])
+    assert [r["value"] for r in rows] == [20.0]
+    assert superseded == 2
+
+
+@pytest.mark.smoke
+def test_index_has_one_line_per_experiment(tmp_path):
+    write_records(tmp_path, PVR, [make_record(PVR, "plain20")])
+    results.write_index(tmp_path)
+    index = (tmp_path / "README.md").read_text()
+    table = [line for line in index.splitlines() if line.startswith("| [")]
+    assert len(table) == 5
+    (line,) = [t for t in table if t.startswith(f"| [{PVR}]")]
+    assert "smoke (CPU)" in line and "too little training" in line
+    assert "not run yet" in next(t for t in table if t.startswith("| [dropout-cifar]"))
+
+
+@pytest.mark.smoke
+def test_report_without_records_says_so(tmp_path):
+    path = results.write_report("lenet5-mnist", tmp_path)
+    assert "No runs recorded yet." in path.read_text()
+    assert pd.read_csv(io.StringIO((tmp_path / "lenet5-mnist" / "results.csv").read_text())).empty
