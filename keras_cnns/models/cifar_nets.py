@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from keras_cnns import registry
 from keras_cnns.errors import UserError
-from keras_cnns.models.resnet import check_activation, check_choice
+from keras_cnns.options import check_activation, check_choice
 
 FAMILY = "cifar_nets"
 DROPOUT_PLACEMENTS = ("none", "fc", "all")

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 
 from keras_cnns import registry
 from keras_cnns.errors import UserError
-from keras_cnns.models.resnet import ConvStyle, check_activation
+from keras_cnns.models.resnet import ConvStyle
+from keras_cnns.options import check_activation
 
 FAMILY = "densenet"
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from keras_cnns import registry
 from keras_cnns.errors import UserError
+from keras_cnns.options import check_activation, check_rate
 
 FAMILY = "googlenet"
 PAPER = "Szegedy et al. 2015, Sec. 5, Table 1"
@@ -166,17 +167,9 @@ def _check_options(
     spec: GoogLeNetSpec, input_shape, activation, dropout: float, aux_classifiers: bool,
     aux_dropout: float,
 ) -> None:
-    import keras
-
-    try:
-        keras.activations.get(activation)
-    except (ValueError, TypeError):
-        raise UserError(
-            f"activation={activation!r} is not a Keras activation; use e.g. 'relu' or 'tanh'"
-        ) from None
-    for option, rate in (("dropout", dropout), ("aux_dropout", aux_dropout)):
-        if not 0.0 <= rate < 1.0:
-            raise UserError(f"{option}={rate} must be in [0, 1)")
+    check_activation(activation)
+    check_rate("dropout", dropout)
+    check_rate("aux_dropout", aux_dropout)
     if len(input_shape) != 3:
         raise UserError(f"expected a (height, width, channels) input, got {input_shape}")
     minimum = smallest_aux_input_size(spec)

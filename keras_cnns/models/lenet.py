@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from keras_cnns import registry
 from keras_cnns.errors import UserError
+from keras_cnns.options import check_activation, check_rate
 
 FAMILY = "lenet"
 PAPER = "LeCun et al. 1998, Sec. II-B, Fig. 2, Table I"
@@ -126,18 +127,8 @@ def _squash(x, activation, *, name: str):
 
 
 def _check_options(spec: LeNetSpec, input_shape, activation, dropout: float, name: str) -> None:
-    import keras
-
-    if activation != "scaled_tanh":
-        try:
-            keras.activations.get(activation)
-        except (ValueError, TypeError):
-            raise UserError(
-                f"activation={activation!r} is not valid; use 'scaled_tanh' (the paper's) "
-                "or a Keras activation such as 'tanh' or 'relu'"
-            ) from None
-    if not 0.0 <= dropout < 1.0:
-        raise UserError(f"dropout={dropout} must be in [0, 1)")
+    check_activation(activation, extra=("scaled_tanh",))  # the paper's squashing function
+    check_rate("dropout", dropout)
     minimum = smallest_input_size(spec)
     if len(input_shape) != 3 or min(input_shape[:2]) < minimum:
         raise UserError(

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 
 from keras_cnns import registry
 from keras_cnns.errors import UserError
+from keras_cnns.options import check_activation, check_choice
 
 FAMILY = "resnet"
 PAPER = "He et al. 2016, Deep Residual Learning, Table 1"
@@ -84,26 +85,6 @@ class ConvStyle:
 
 
 # --- option checks (shared by the residual, dense and small CIFAR families) -------------------
-
-
-def check_choice(option: str, value, choices) -> None:
-    """Raise ``UserError`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise UserError(
-            f"{option}={value!r} is not valid; choose one of: {', '.join(map(repr, choices))}"
-        )
-
-
-def check_activation(activation) -> None:
-    """Raise ``UserError`` unless Keras knows the activation."""
-    import keras
-
-    try:
-        keras.activations.get(activation)
-    except (ValueError, TypeError):
-        raise UserError(
-            f"activation={activation!r} is not a Keras activation; use e.g. 'relu' or 'tanh'"
-        ) from None
 
 
 def check_drop_path(drop_path: float, drop_path_mode: str, shortcut: str) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from keras_cnns import registry
 from keras_cnns.errors import UserError
+from keras_cnns.options import check_activation, check_rate
 
 FAMILY = "vgg"
 PAPER = "Simonyan & Zisserman 2015, Table 1"
@@ -72,16 +73,8 @@ def smallest_input_size(spec: VGGSpec) -> int:
 
 
 def _check_options(spec: VGGSpec, input_shape, activation, dropout: float, name: str) -> None:
-    import keras
-
-    try:
-        keras.activations.get(activation)
-    except (ValueError, TypeError):
-        raise UserError(
-            f"activation={activation!r} is not a Keras activation; use e.g. 'relu' or 'tanh'"
-        ) from None
-    if not 0.0 <= dropout < 1.0:
-        raise UserError(f"dropout={dropout} must be in [0, 1)")
+    check_activation(activation)
+    check_rate("dropout", dropout)
     minimum = smallest_input_size(spec)
     if len(input_shape) != 3 or min(input_shape[:2]) < minimum:
         raise UserError(
