@@ -80,12 +80,13 @@ def _outputs(model, x):
 
 
 # The contract runs for every model on TensorFlow; on JAX and PyTorch (the CI smoke subset) for
-# the cheap variants only: eager calls on JAX compile op by op, and on 2 CPU cores the deep
-# ImageNet nets, GoogLeNet and the DenseNets take minutes each there (measured: densenet40_cifar
-# up to 6 min, googlenet 2 min under load). They were checked on both backends by hand; run
-# `KERAS_BACKEND=jax pytest tests/test_models_all.py` to check them again.
+# one or two variants of every family, covering every builder code path: deeper variants stack
+# more of the same blocks, and building them eagerly on JAX costs minutes each on 2 CPU cores
+# (measured: densenet40_cifar 106 s to build under load). They were checked on both backends by
+# hand; `KERAS_BACKEND=jax pytest tests/test_models_all.py` checks them all again.
 SMOKE_MODELS = {
-    "lenet5", "lenet5_modern", "vgg11", "resnet18", "resnet20_cifar", "plain20_cifar",
+    "lenet5", "lenet5_modern", "alexnet_grouped", "vgg11", "googlenet", "resnet18", "plain50",
+    "resnet20_cifar", "plain20_cifar", "densenet40_cifar", "densenet_bc100_cifar",
     "dropout_cifar", "cifar_4layer",
 }  # fmt: skip
 
