@@ -893,28 +893,26 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _save_weights_atomic(model, path: Path) -> None:
-    """``model.save_weights`` (weights and optimizer state) to a temp file, then ``os.replace``."""
-    tmp = path.with_name(f".{path.name.removesuffix('.weights.h5')}.{os.getpid()}.tmp.weights.h5")
+def _save_atomic(save, path: Path, tmp: Path) -> None:
+    """``save(tmp)``, fsync, then ``os.replace(tmp, path)``: a reader sees the old file or the new."""
     try:
-        model.save_weights(tmp)
+        save(tmp)
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _save_weights_atomic(model, path: Path) -> None:
+    """``model.save_weights`` (weights and optimizer state), atomically."""
+    stem = path.name.removesuffix(".weights.h5")
+    _save_atomic(model.save_weights, path, path.with_name(f".{stem}.{os.getpid()}.tmp.weights.h5"))
 
 
 def _save_model_atomic(model, path: Path) -> None:
-    """``model.save`` (a ``.keras`` archive) to a temp file, then ``os.replace``."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(tmp)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """``model.save`` (a ``.keras`` archive), atomically."""
+    _save_atomic(model.save, path, path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras"))
 
 
 def _utc_now() -> str:
