@@ -379,6 +379,21 @@ def test_gcn_zca_whitens(cifar_subset):
     assert info["epsilon_relative"] == data.ZCA_EPSILON and info["epsilon"] > 0
 
 
+def test_gcn_zca_fewer_images_than_dimensions_matches_the_eigendecomposition():
+    # n < D takes the thin-SVD path; it must give the matrix the textbook formula gives.
+    x = np.random.default_rng(0).integers(0, 256, size=(40, 8, 8, 3), dtype=np.uint8)
+    pre = data.fit_preprocessing("gcn_zca", x)
+    unit = x.astype(np.float64) / 255.0
+    centred = (unit - unit.mean(axis=(1, 2), keepdims=True)).reshape(40, -1)
+    centred -= centred.mean(axis=0)
+    lam, vec = np.linalg.eigh(centred.T @ centred / 40)
+    lam = np.maximum(lam, 0.0)
+    eps = data.ZCA_EPSILON * lam.mean()
+    expected = (vec / np.sqrt(lam + eps)) @ vec.T
+    np.testing.assert_allclose(pre.stats["zca"], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    assert pre.info()["epsilon"] == pytest.approx(eps, rel=1e-6)
+
+
 @pytest.mark.slow
 def test_gcn_zca_full_size(cifar_subset):
     pre = data.fit_preprocessing("gcn_zca", cifar_subset.x_train)
