@@ -11,12 +11,15 @@ stderr and exits non-zero. Only genuine bugs show a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
-from keras_cnns.errors import DivergedError, UserError
+from keras_cnns.errors import DataError, DivergedError, UserError
 
 BACKENDS = ("tensorflow", "jax", "torch")
+# Failed writes a user can fix (free space, permissions): one line, not a traceback.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +51,35 @@ def _shape(text: str) -> tuple[int, ...]:
     if not dims or any(d <= 0 for d in dims):
         raise argparse.ArgumentTypeError(f"expected positive dimensions such as 32x32x3, got {text!r}")
     return dims
+
+
+def _check_out_dir(path: str, flag: str = "--out") -> None:
+    """``path`` must be a directory this process can write, or creatable in one."""
+    target = os.path.abspath(path)
+    existing = target
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "" if existing == target else f" ({existing} is a file)"
+        raise UserError(f"{flag} {path!r} is not a directory{where}; choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path!r} is not writable (no write permission on {existing}); choose another {flag}")
+
+
+def _check_archives(data_dir: str | None, datasets, flag: str) -> None:
+    """A given data directory must hold each dataset's archive (checked before Keras starts)."""
+    if data_dir is None:
+        return
+    if not os.path.isdir(data_dir):
+        raise UserError(f"{flag} {data_dir!r} is not a directory; unpack the archives with 'bash scripts/data.sh'")
+    from keras_cnns.data import get_info
+
+    for name in datasets:
+        if get_info(name).streamed:
+            continue  # keras_cnns.imagenet checks <data_dir>/<name>/ itself
+        archive = os.path.join(data_dir, get_info(name).archive_name)
+        if not os.path.isfile(archive):
+            raise DataError(f"no archive {archive}: unpack the data there (bash scripts/data.sh) or point {flag} elsewhere")
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -248,6 +280,8 @@ def _add_tune(sub):
 def _cmd_tune(args) -> int:
     from keras_cnns import tuning
 
+    _check_out_dir(args.out)
+
     best = tuning.tune(
         args.experiment,
         tuner=args.tuner,
@@ -272,7 +306,26 @@ def _cmd_tune(args) -> int:
 
 # Flags that are config fields; their values are parsed and checked by TrainConfig itself, so a
 # flag and the same key in --set fail alike.
-_TRAIN_FIELD_FLAGS = ("dataset", "epochs", "batch_size", "precision", "augment", "train_subset", "test_subset", "seed")
+_TRAIN_FIELD_FLAGS = (
+    "dataset", "epochs", "batch_size", "precision", "augment", "train_subset", "test_subset", "seed", "devices",
+)  # fmt: skip
+
+
+def _add_placement_flags(p) -> None:
+    """``--devices``, ``--cluster``, ``--process-id``: where the runs execute (keras_cnns.distribute)."""
+    p.add_argument(
+        "--devices",
+        help="data-parallel devices: a number or 'all' (default: 1); --batch-size is the global batch",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="HOST:PORT,...",
+        help="several hosts: every process's address, process 0 first (default: $KERAS_DISTRIBUTION_JOB_ADDRESSES)",
+    )
+    p.add_argument(
+        "--process-id",
+        help="this host's index in --cluster; 0 writes the results (default: $KERAS_DISTRIBUTION_PROCESS_ID)",
+    )
 
 
 def _add_train(sub):
@@ -281,7 +334,7 @@ def _add_train(sub):
         help="train one model on one dataset and append its record; re-running the same command resumes it",
     )
     p.add_argument("model", help="a registered model, e.g. resnet20_cifar (see 'keras-cnns models')")
-    p.add_argument("--dataset", required=True, help="mnist, cifar10, cifar100 or fashion_mnist")
+    p.add_argument("--dataset", required=True, help="mnist, cifar10, cifar100, fashion_mnist or imagenet2012")
     p.add_argument("--epochs", help="passes over the training split (default: 10)")
     p.add_argument("--batch-size", help="images per step (default: 128)")
     p.add_argument("--precision", help="float32 (default), mixed_float16 or mixed_bfloat16")
@@ -303,6 +356,7 @@ def _add_train(sub):
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to OUT/tensorboard/")
     p.add_argument("--no-resume", action="store_true", help="discard this run's checkpoint and start again")
     p.add_argument("--quiet", action="store_true", help="no progress bar; print only the result")
+    _add_placement_flags(p)
 
 
 def _cmd_train(args) -> int:
@@ -316,13 +370,16 @@ def _cmd_train(args) -> int:
             flags.append(f"{name}={value}")
     config = TrainConfig(model=args.model).with_overrides([*flags, *args.overrides])
     data_dir = args.data_dir or os.environ.get("KERAS_CNNS_DATA_DIR") or None
-    if data_dir is not None and not os.path.isdir(data_dir):
-        source = "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR"
-        raise UserError(f"{source} {data_dir!r} is not a directory; unpack the archives with 'bash scripts/data.sh'")
+    _check_archives(data_dir, [config.dataset], "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR")
 
     from keras_cnns.registry import get_entry
 
     get_entry(config.model)  # an unknown model: one line, before any data is read
+    _check_out_dir(args.out)
+
+    from keras_cnns import distribute
+
+    distribute.init_cluster(args.cluster, args.process_id)  # before Keras computes anything
 
     from keras_cnns.training import RECORDS_FILE, train
 
@@ -376,6 +433,7 @@ def _add_reproduce(sub):
         "--from-tuning", action="store_true", help="use each variant's best values from 'keras-cnns tune'"
     )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    _add_placement_flags(p)
 
 
 def _cmd_reproduce(args) -> int:
@@ -383,12 +441,16 @@ def _cmd_reproduce(args) -> int:
 
     # Unknown experiment, preset, variant or override: one line, before Keras is imported.
     experiment = reproduce.get_experiment(args.experiment)
-    experiment.preset(args.preset)
+    preset = experiment.preset(args.preset)
     data_dir = args.data_dir or os.environ.get("KERAS_CNNS_DATA_DIR") or None
-    if data_dir is not None and not os.path.isdir(data_dir):
-        source = "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR"
-        raise UserError(f"{source} {data_dir!r} is not a directory; unpack the archives with 'bash scripts/data.sh'")
+    _check_archives(data_dir, preset.datasets, "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR")
+    _check_out_dir(args.out)
 
+    from keras_cnns import distribute
+    from keras_cnns.experiment import parse_devices
+
+    devices = parse_devices(args.devices or 1)  # checked before Keras starts
+    distribute.init_cluster(args.cluster, args.process_id)
     records = reproduce.run_experiment(
         experiment.name,
         preset=args.preset,
@@ -398,6 +460,7 @@ def _cmd_reproduce(args) -> int:
         overrides=args.overrides,
         variants=args.variants,
         from_tuning=args.from_tuning,
+        devices=devices,
         verbose=0 if args.quiet else 2,
     )
     from keras_cnns import results
@@ -427,15 +490,36 @@ def _cmd_report(args) -> int:
     from keras_cnns import reproduce, results
 
     names = [reproduce.get_experiment(args.experiment).name] if args.experiment else reproduce.list_experiments()
+    _check_out_dir(args.out)
     for name in names:
         print(f"keras-cnns: wrote {results.write_report(name, args.out)}")
     print(f"keras-cnns: wrote {results.write_index(args.out)}")
     return 0
 
 
+# --- benchmark -----------------------------------------------------------------------------------
+
+
+def _add_benchmark(sub):
+    from keras_cnns import benchmark
+
+    p = sub.add_parser(
+        "benchmark",
+        help="training throughput and peak device memory of the engine, beside a plain-PyTorch ResNet-56",
+    )
+    benchmark.add_arguments(p)
+
+
+def _cmd_benchmark(args) -> int:
+    from keras_cnns import benchmark
+
+    _check_out_dir(args.out)
+    return benchmark.main(args)
+
+
 # --- main --------------------------------------------------------------------------------------
 
-_COMMANDS = ("models", "summary", "shape", "tune", "train", "reproduce", "report")
+_COMMANDS = ("models", "summary", "shape", "tune", "train", "reproduce", "report", "benchmark")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -471,6 +555,16 @@ def main(argv: list[str] | None = None) -> int:
     except DivergedError as err:
         print(f"keras-cnns: diverged: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        if err.errno not in _WRITE_ERRNOS:
+            raise  # not the user's to fix: a bug shows its traceback
+        where = f" {err.filename}" if err.filename else ""
+        print(
+            f"keras-cnns: error: cannot write{where}: {err.strerror}; files written before are "
+            "intact: fix that and re-run the same command to resume",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("keras-cnns: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

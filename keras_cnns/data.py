@@ -56,12 +56,15 @@ class DatasetInfo:
         num_classes: number of labels.
         image_shape: channels-last shape of one image (MNIST: 28x28x1).
         tfds_name: the tensorflow-datasets name.
+        streamed: too large for memory: read batch by batch from tfds by ``keras_cnns.imagenet``
+            (``image_shape`` is then the default crop), never by ``load_dataset``.
     """
 
     name: str
     num_classes: int
     image_shape: tuple[int, int, int]
     tfds_name: str
+    streamed: bool = False
 
     @property
     def archive_name(self) -> str:
@@ -74,7 +77,14 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar100": DatasetInfo("cifar100", 100, (32, 32, 3), "cifar100"),  # the 100 fine labels
     # No archive of Fashion-MNIST ships beside the project: tfds, or an archive you make.
     "fashion_mnist": DatasetInfo("fashion_mnist", 10, (28, 28, 1), "fashion_mnist"),
+    # ILSVRC-2012 from your own copy of the archives (<data_dir>/imagenet2012/), streamed.
+    "imagenet2012": DatasetInfo("imagenet2012", 1000, (224, 224, 3), "imagenet2012", streamed=True),
 }
+
+
+def streamed_datasets() -> tuple[str, ...]:
+    """The datasets read as a stream (``keras_cnns.imagenet``), not loaded into memory."""
+    return tuple(name for name, info in DATASETS.items() if info.streamed)
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,8 @@ def load_dataset(
         DataError: no source has the data, or the data is damaged or wrongly shaped.
     """
     info = get_info(name)
+    if info.streamed:
+        raise UserError(f"{name} does not fit in memory: it is streamed by keras_cnns.imagenet, not loaded")
     if source not in SOURCES:
         raise UserError(f"unknown data source {source!r}; the sources are: {', '.join(SOURCES)}")
     _check_count("val_size", val_size, minimum=0)

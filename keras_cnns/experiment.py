@@ -37,6 +37,10 @@ OPTIMIZERS = ("sgd", "adam")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 SCHEDULES = ("constant", "step", "plateau", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+LR_SCALINGS = ("none", "linear")
+# Fields that say where a run executes, not what it computes: left out of ``run_id``, and a
+# checkpoint resumes under other values (trained on 4 GPUs, resumed on 1).
+PLACEMENT_FIELDS = ("devices",)
 SELECTIONS = ("final", "best_val")
 
 # A model_kwargs value must be hashable and JSON-safe: scalars, or tuples of them.
@@ -94,11 +98,26 @@ class TrainConfig:
         test_subset: a seeded random subset of the test split.
         allow_sample: allow the packaged MNIST sample when no real data is available.
         precision: ``"float32"``, ``"mixed_float16"`` (with loss scaling) or ``"mixed_bfloat16"``.
-        seed: seeds weights, data split and order, dropout and augmentation.
+        seed: seeds weights, data split and order, dropout and augmentation (0 .. 2**32 - 1).
         deterministic: also make the backend's kernels deterministic (slower).
         select: whose weights are tested: the ``"final"`` epoch's, or the ``"best_val"``
             epoch's (highest validation accuracy; the earliest on a tie).
         label_smoothing: label smoothing of the cross-entropy, in [0, 1).
+        steps_per_execution: training steps per call into the compiled step (Keras'
+            ``steps_per_execution``); batch-end callbacks (progress, the NaN check) run once per
+            call. A speed setting: the same steps in the same order give the same result (a
+            divergence is then located to the call, not the batch). PyTorch: always 1 (Keras
+            allows no other value there).
+        lr_scaling: ``"none"``, or ``"linear"``: the learning rate (and so the whole schedule)
+            is ``learning_rate * batch_size / lr_reference_batch`` (Goyal et al. 2017: a
+            recipe stated for batch 256 keeps its meaning at a larger global batch).
+        lr_reference_batch: the batch size ``learning_rate`` is stated for (``"linear"`` only).
+        image_size: streamed datasets (``imagenet2012``) only: the side of the square crops the
+            net sees (default: the dataset's, 224); evaluation resizes to ``image_size * 8/7``
+            (256 for 224) and takes the centre crop.
+        devices: data-parallel replicas: a number, or ``"all"`` (see ``keras_cnns.distribute``).
+            ``batch_size`` is the GLOBAL batch, split evenly over them. A placement field: it
+            is not part of ``run_id``, and a checkpoint resumes on another number of devices.
     """
 
     model: str
@@ -130,6 +149,11 @@ class TrainConfig:
     deterministic: bool = False
     select: str = "final"
     label_smoothing: float = 0.0
+    steps_per_execution: int = 1
+    lr_scaling: str = "none"
+    lr_reference_batch: int = 256
+    image_size: int | None = None
+    devices: int | str = 1
 
     def __post_init__(self):
         # Normalise first (JSON lists -> tuples, numpy numbers -> Python), then check.
@@ -152,20 +176,21 @@ class TrainConfig:
         _check_choice("preprocess", self.preprocess, preprocessings)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("select", self.select, SELECTIONS)
+        _check_choice("lr_scaling", self.lr_scaling, LR_SCALINGS)
         for name in self.augment:
             _check_choice("augment", name, augmentations)
         if len(set(self.augment)) != len(self.augment):
             raise UserError(f"augment lists a name twice: {', '.join(self.augment)}")
 
-        for name in ("epochs", "batch_size", "plateau_patience"):
+        for name in ("epochs", "batch_size", "plateau_patience", "steps_per_execution", "lr_reference_batch"):
             _check_positive(name, getattr(self, name))
-        for name in ("early_stopping_patience", "train_subset", "test_subset"):
+        for name in ("early_stopping_patience", "train_subset", "test_subset", "image_size"):
             if getattr(self, name) is not None:
                 _check_positive(name, getattr(self, name))
         if self.val_size < 0:
             raise UserError(f"val_size must be 0 or more, got {self.val_size}")
-        if self.seed < 0:
-            raise UserError(f"seed must be 0 or more, got {self.seed}")
+        if not 0 <= self.seed < 2**32:  # the range numpy's (and so Keras') global seeding takes
+            raise UserError(f"seed must be in 0..{2**32 - 1}, got {self.seed}")
 
         if not self.learning_rate > 0:
             raise UserError(f"learning_rate must be positive, got {self.learning_rate}")
@@ -221,6 +246,43 @@ class TrainConfig:
         ]
         if needs_val and self.val_size == 0:
             raise UserError(f"{needs_val[0]} needs a validation split: set val_size above 0")
+        self._validate_placement()
+
+    def _validate_placement(self) -> None:
+        from keras_cnns import data
+
+        info = data.DATASETS[self.dataset]
+        if self.image_size is not None and not info.streamed:
+            raise UserError(
+                f"image_size is for streamed datasets ({', '.join(data.streamed_datasets())}); "
+                f"{self.dataset} images are {'x'.join(map(str, info.image_shape[:2]))}: drop image_size"
+            )
+        if info.streamed and (self.augment or self.preprocess != "standardize"):
+            raise UserError(
+                f"{self.dataset} is cropped, flipped and standardised in its input pipeline "
+                "(keras_cnns.imagenet): set augment to none and preprocess=standardize"
+            )
+        if isinstance(self.devices, int) and self.batch_size % self.devices:
+            raise UserError(
+                f"batch_size is the global batch, split evenly over the devices: {self.batch_size} "
+                f"does not split over {self.devices}; choose a multiple of {self.devices}"
+            )
+
+    @property
+    def scaled_learning_rate(self) -> float:
+        """The peak learning rate the run uses: ``learning_rate``, scaled by ``lr_scaling``."""
+        if self.lr_scaling == "linear":
+            return self.learning_rate * self.batch_size / self.lr_reference_batch
+        return self.learning_rate
+
+    def same_run(self, other: Mapping[str, Any]) -> bool:
+        """Whether ``other`` (a ``to_dict``) is this run, placement fields aside (a checkpoint
+        written on 4 devices resumes on 1). A field that ``other`` lacks counts at its default,
+        as in ``run_id``: a checkpoint written before a field was added still resumes."""
+        defaults = {f.name: _to_json(_default_value(f.name, f.default)) for f in dataclasses.fields(self)}
+        theirs = {**defaults, **other}
+        mine = {k: v for k, v in self.to_dict().items() if k not in PLACEMENT_FIELDS}
+        return mine == {k: v for k, v in theirs.items() if k not in PLACEMENT_FIELDS}
 
     # --- derivation -------------------------------------------------------------------------
 
@@ -302,14 +364,15 @@ class TrainConfig:
 
         The digits hash the fields that differ from their defaults (and the model), so the same
         config always gives the same id, any change gives another, and adding a new field with
-        a default later keeps the ids of existing runs.
+        a default later keeps the ids of existing runs. ``PLACEMENT_FIELDS`` are left out: the
+        same run on other devices is the same run.
         """
         defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name != "model"}
         current = self.to_dict()
         changed = {
             k: v
             for k, v in current.items()
-            if k == "model" or _to_json(_default_value(k, defaults[k])) != v
+            if k == "model" or (k not in PLACEMENT_FIELDS and _to_json(_default_value(k, defaults[k])) != v)
         }
         digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.model}-{self.dataset}-{digest}"
@@ -377,6 +440,8 @@ def _normalise(name: str, tp: Any, value: Any) -> Any:
         raise UserError(f"{name} may not be none")
     if name == "model_kwargs":
         return _normalise_model_kwargs(value)
+    if name == "devices":
+        return parse_devices(value)
     origin = typing.get_origin(base)
     if origin is tuple:
         item_type = typing.get_args(base)[0]
@@ -426,6 +491,19 @@ def _normalise_model_kwargs(value: Any) -> tuple[tuple[str, Any], ...]:
     if len(set(names)) != len(names):
         raise UserError(f"model_kwargs names a builder option twice: {', '.join(names)}")
     return tuple(sorted((k, _kwarg_value(k, v)) for k, v in pairs))
+
+
+def parse_devices(value: Any) -> int | str:
+    """``devices``: a positive integer (``4``, ``"4"``) or ``"all"``; a ``UserError`` otherwise."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "all":
+            return "all"
+        if text.isdigit():
+            value = int(text)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    raise UserError(f"devices must be a positive number of devices or 'all', got {value!r}")
 
 
 def _kwarg_value(name: str, value: Any) -> Any:

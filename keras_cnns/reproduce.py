@@ -48,6 +48,7 @@ EXPERIMENTS: dict[str, str] = {
     "plain-vs-residual": "reproductions.plain_vs_residual",
     "stochastic-depth": "reproductions.stochastic_depth",
     "lenet5-mnist": "reproductions.lenet5_mnist",
+    "resnet50-imagenet": "reproductions.resnet50_imagenet",
 }
 
 # The tags that identify a run in the records: two records with the same values and run_id
@@ -438,6 +439,7 @@ def run_experiment(
     overrides: Sequence[str] = (),
     variants: Iterable[str] | str | None = None,
     from_tuning: bool = False,
+    devices: int | str = 1,
     verbose: int = 2,
 ) -> list[dict]:
     """Run an experiment's preset: the sweep (if any), then every variant x dataset x seed.
@@ -458,6 +460,8 @@ def run_experiment(
             and ``model`` are refused: use seeds and variants).
         variants: run only these variants.
         from_tuning: start from the best values of ``keras-cnns tune`` for each variant.
+        devices: data-parallel devices of every run (``TrainConfig.devices``): where the runs
+            execute, not what they compute, so neither their ids nor their tags change.
         verbose: 0 silent, 1 progress bars, 2 one line per epoch.
 
     Returns:
@@ -471,12 +475,14 @@ def run_experiment(
     variant_overrides = _tuned_overrides(experiment, preset, out_dir, variants) if from_tuning else None
     # Plan everything first: a bad preset, variant or override fails before any training.
     sweep_runs = plan_sweep(experiment, preset, variants=variants, overrides=overrides, variant_overrides=variant_overrides)
-    plan_runs(experiment, preset, seeds=seeds, variants=variants, overrides=overrides, variant_overrides=variant_overrides)
+    planned = plan_runs(experiment, preset, seeds=seeds, variants=variants, overrides=overrides, variant_overrides=variant_overrides)
+    for run in [*sweep_runs, *planned]:
+        run.config.replace(devices=devices)  # a batch that does not split over them fails now
 
     from keras_cnns import results
 
     exp_dir = Path(out_dir) / experiment.name
-    ledger = _Ledger(exp_dir / RECORDS_FILE)
+    ledger = _Ledger(exp_dir / RECORDS_FILE, devices=devices)
     try:
         for run in sweep_runs:
             ledger.run(run, data_dir=data_dir, verbose=verbose)
@@ -518,8 +524,9 @@ def _tuned_overrides(experiment, preset, out_dir, variants) -> dict[str, list[st
 class _Ledger:
     """An experiment's records file: which runs are done, and running the rest."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, devices: int | str = 1):
         self.path = path
+        self.devices = devices
         self.records: list[dict] = []
         if path.is_file():
             from keras_cnns.records import read_records
@@ -559,7 +566,8 @@ class _Ledger:
         if verbose:
             print(f"keras-cnns: {label}: training {run.run_id}", flush=True)
         try:
-            record = training.train(run.config, out_dir=self.path.parent, data_dir=data_dir, tags=run.tags, verbose=verbose)
+            config = run.config.replace(devices=self.devices)  # same run_id: placement only
+            record = training.train(config, out_dir=self.path.parent, data_dir=data_dir, tags=run.tags, verbose=verbose)
         except DivergedError as err:
             print(f"keras-cnns: {label}: diverged: {err}", flush=True)
             from keras_cnns.records import read_records

@@ -13,8 +13,11 @@ experiment's ``records.jsonl`` and nothing else:
 * ``<group>-<dataset>-curves.png``: error per epoch for every variant (mean over seeds).
 
 ``write_index()`` writes ``results/README.md``, one line per experiment. Every file is written
-atomically (``keras_cnns.records.atomic_write_*``). Plots use matplotlib's Agg canvas
-directly, so no global pyplot state is touched.
+atomically (``keras_cnns.records.atomic_write_*``), and each regeneration holds an exclusive
+lock on the directory it writes (``keras_cnns.records.exclusive``) from reading the records to
+writing the last file, so processes appending records and regenerating tables at once leave
+tables computed from the last records. Plots use matplotlib's Agg canvas directly, so no
+global pyplot state is touched.
 
 Error conventions: "training error" is ``100 * (1 - accuracy)`` of the history, the running
 accuracy Keras reports over each training epoch (with dropout and augmentation on), not a
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keras_cnns.records import atomic_write_bytes, atomic_write_text, read_records
+from keras_cnns.records import atomic_write_bytes, atomic_write_text, exclusive, read_records
 from keras_cnns.reproduce import (
     PRESETS,
     RECORDS_FILE,
@@ -69,12 +72,18 @@ RUN_COLUMNS = (
 
 def train_errors(history: Sequence[Mapping[str, Any]]) -> list[float]:
     """Training error (%) per epoch, from the accuracy Keras reports during each epoch."""
-    return [100.0 * (1.0 - h["accuracy"]) if h.get("accuracy") is not None else math.nan for h in history]
+    return [
+        100.0 * (1.0 - h["accuracy"]) if h.get("accuracy") is not None else math.nan
+        for h in history
+    ]
 
 
 def val_errors(history: Sequence[Mapping[str, Any]]) -> list[float]:
     """Validation error (%) per epoch (NaN where the run had no validation split)."""
-    return [100.0 * (1.0 - h["val_accuracy"]) if h.get("val_accuracy") is not None else math.nan for h in history]
+    return [
+        100.0 * (1.0 - h["val_accuracy"]) if h.get("val_accuracy") is not None else math.nan
+        for h in history
+    ]
 
 
 def final_train_error(history: Sequence[Mapping[str, Any]]) -> float:
@@ -145,14 +154,19 @@ def pick_sweep(records: Sequence[Mapping[str, Any]], param: str, target: float) 
         return None, "no sweep run completed"
     epochs, final, value = min(scored, key=lambda s: (s[0], s[1]))
     if math.isinf(epochs):
-        return value, f"no value reached {target:g}% training error; lowest final training error {final:.1f}%"
+        return (
+            value,
+            f"no value reached {target:g}% training error; lowest final training error {final:.1f}%",
+        )
     return value, f"fewest epochs to {target:g}% training error: {epochs}"
 
 
 # --- records -> a frame of runs -----------------------------------------------------------------
 
 
-def run_rows(experiment: Experiment, records: Sequence[Mapping[str, Any]]) -> tuple[list[dict], int]:
+def run_rows(
+    experiment: Experiment, records: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict], int]:
     """One row per run (the last record of each run identity), and how many were superseded.
 
     Two records are the same run when their tags match (``reproduce.match_key``): a re-run
@@ -303,7 +317,11 @@ def stat(values: Sequence[float | None]) -> Stat:
     if not finite:
         return Stat(math.nan, math.nan, 0, missing)
     mean = sum(finite) / len(finite)
-    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)) if len(finite) > 1 else math.nan
+    std = (
+        math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+        if len(finite) > 1
+        else math.nan
+    )
     return Stat(mean, std, len(finite), missing)
 
 
@@ -332,7 +350,9 @@ def format_stat(s: Stat, *, digits: int = 2, unit: str = "", max_epochs: int | N
         text += f" ± {s.std:.{digits}f}"
     text += f" (n={s.n})"
     if s.missing:
-        text += f"; {s.missing} more not reached" + (f" in {max_epochs} epochs" if max_epochs else "")
+        text += f"; {s.missing} more not reached" + (
+            f" in {max_epochs} epochs" if max_epochs else ""
+        )
     return text
 
 
@@ -417,20 +437,44 @@ def ordering_results(experiment: Experiment, rows, group: Group) -> list[tuple[b
             words = _quantity_words(experiment, o.quantity)
             if lo.n + lo.missing == 0 or hi.n + hi.missing == 0:
                 continue  # a variant not run in this group
-            where = f" on {dataset}" if len({r['dataset'] for r in done}) > 1 else ""
+            where = f" on {dataset}" if len({r["dataset"] for r in done}) > 1 else ""
             if lo.missing or hi.missing:
                 if lo.complete and not hi.n:
-                    out.append((True, f"{o.lower} reached the target and {o.higher} did not{where} ({words}): the paper's ordering holds"))
+                    out.append(
+                        (
+                            True,
+                            f"{o.lower} reached the target and {o.higher} did not{where} ({words}): the paper's ordering holds",
+                        )
+                    )
                 elif hi.complete and not lo.n:
-                    out.append((False, f"{o.higher} reached the target and {o.lower} did not{where} ({words}): the paper's ordering does not hold"))
+                    out.append(
+                        (
+                            False,
+                            f"{o.higher} reached the target and {o.lower} did not{where} ({words}): the paper's ordering does not hold",
+                        )
+                    )
                 else:
-                    out.append((None, f"{o.lower} vs {o.higher}{where} ({words}): undecided, not every run reached the target"))
+                    out.append(
+                        (
+                            None,
+                            f"{o.lower} vs {o.higher}{where} ({words}): undecided, not every run reached the target",
+                        )
+                    )
                 continue
             holds = lo.mean < hi.mean
             spread = max((x for x in (lo.std, hi.std) if not math.isnan(x)), default=math.nan)
-            note = " (gap within one seed std)" if not math.isnan(spread) and abs(hi.mean - lo.mean) < spread else ""
+            note = (
+                " (gap within one seed std)"
+                if not math.isnan(spread) and abs(hi.mean - lo.mean) < spread
+                else ""
+            )
             verb = "holds" if holds else "does not hold"
-            out.append((holds, f"{o.lower} {lo.mean:.2f} vs {o.higher} {hi.mean:.2f}{where} ({words}): the paper's ordering {verb}{note}"))
+            out.append(
+                (
+                    holds,
+                    f"{o.lower} {lo.mean:.2f} vs {o.higher} {hi.mean:.2f}{where} ({words}): the paper's ordering {verb}{note}",
+                )
+            )
     return out
 
 
@@ -471,15 +515,27 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
         if decided:
             head += f" (as measured, {held} of {len(decided)} of the paper's orderings hold, which at this size is noise)"
     else:
-        budget = "the paper's full training" if fraction >= FULL else f"{pct} of the paper recipe's training images"
+        budget = (
+            "the paper's full training"
+            if fraction >= FULL
+            else f"{pct} of the paper recipe's training images"
+        )
         if decided:
-            verb = "all hold" if held == len(decided) else ("none holds" if held == 0 else f"{held} of {len(decided)} hold")
+            verb = (
+                "all hold"
+                if held == len(decided)
+                else ("none holds" if held == 0 else f"{held} of {len(decided)} hold")
+            )
             head = f"{group.preset} preset, {budget}: the paper's orderings {verb}"
         else:
             head = f"{group.preset} preset, {budget}"
-        numbered = [r for r in summary_rows(experiment, rows, group) if not math.isnan(r["difference"])]
+        numbered = [
+            r for r in summary_rows(experiment, rows, group) if not math.isnan(r["difference"])
+        ]
         if numbered:
-            diffs = ", ".join(f"{r['variant']}{_on(r, numbered)} {r['difference']:+.2f}" for r in numbered)
+            diffs = ", ".join(
+                f"{r['variant']}{_on(r, numbered)} {r['difference']:+.2f}" for r in numbered
+            )
             head += f"; ours minus the paper's: {diffs}"
     sentences = [head + "."]
     sentences += [s + "." for _, s in orderings]
@@ -494,7 +550,9 @@ def _on(row, rows) -> str:
 # --- plots --------------------------------------------------------------------------------------
 
 
-def _mean_curve(histories: Sequence[Sequence[Mapping[str, Any]]], which) -> tuple[list[int], list[float]]:
+def _mean_curve(
+    histories: Sequence[Sequence[Mapping[str, Any]]], which
+) -> tuple[list[int], list[float]]:
     """Mean over runs of a per-epoch error, for the epochs every run has."""
     curves = [which(h) for h in histories if h]
     if not curves:
@@ -516,7 +574,9 @@ def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> byt
 
     done = [r for r in _in(rows, group) if r["dataset"] == dataset]
     present = [v for v in experiment.variants if any(r["variant"] == v for r in done)]
-    panels = {t: [v for v in vs if v in present] for t, vs in experiment.panels.items()} or {"": present}
+    panels = {t: [v for v in vs if v in present] for t, vs in experiment.panels.items()} or {
+        "": present
+    }
     panels = {t: vs for t, vs in panels.items() if vs} or {"": present}
     fig = Figure(figsize=(5.5 * len(panels), 4.2), layout="constrained")
     FigureCanvasAgg(fig)
@@ -547,7 +607,10 @@ def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> byt
         ax.set_title(title or experiment.title, fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    what = " and ".join({"train": "training error (dashed)", "val": "validation error (solid)"}[c] for c in experiment.curves)
+    what = " and ".join(
+        {"train": "training error (dashed)", "val": "validation error (solid)"}[c]
+        for c in experiment.curves
+    )
     if len(experiment.curves) == 1:
         what = what.replace(" (dashed)", "").replace(" (solid)", "")
     fig.suptitle(f"{experiment.name}, {group.label} preset, {dataset}: {what}", fontsize=10)
@@ -574,9 +637,15 @@ def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     """The runs as CSV text (``RUN_COLUMNS``), sorted by group, phase, variant, dataset, seed."""
     import pandas as pd
 
-    frame = pd.DataFrame([{c: r.get(c) for c in RUN_COLUMNS} for r in rows], columns=list(RUN_COLUMNS))
+    frame = pd.DataFrame(
+        [{c: r.get(c) for c in RUN_COLUMNS} for r in rows], columns=list(RUN_COLUMNS)
+    )
     if len(frame):
-        frame = frame.sort_values(["preset", "overrides", "tuned", "phase", "variant", "dataset", "seed", "sweep_value"], kind="stable", na_position="first")
+        frame = frame.sort_values(
+            ["preset", "overrides", "tuned", "phase", "variant", "dataset", "seed", "sweep_value"],
+            kind="stable",
+            na_position="first",
+        )
     return frame.to_csv(index=False)
 
 
@@ -592,6 +661,11 @@ def write_report(name: str, out_dir: str | Path = "results") -> Path:
     """
     experiment = get_experiment(name)
     exp_dir = Path(out_dir) / experiment.name
+    with exclusive(exp_dir):
+        return _write_report(experiment, exp_dir, out_dir)
+
+
+def _write_report(experiment: Experiment, exp_dir: Path, out_dir: str | Path) -> Path:
     rows, superseded = load_rows(experiment, out_dir)
     plots: dict[Group, list[str]] = {}
     for group in groups(rows):
@@ -603,7 +677,7 @@ def write_report(name: str, out_dir: str | Path = "results") -> Path:
     if exp_dir.is_dir():
         for stale in exp_dir.glob(f"*{PLOT_SUFFIX}"):
             if stale.name not in wanted:
-                stale.unlink()
+                stale.unlink(missing_ok=True)
     atomic_write_text(exp_dir / CSV_FILE, runs_csv(rows))
     path = exp_dir / REPORT_FILE
     atomic_write_text(path, report_markdown(experiment, rows, plots, superseded))
@@ -612,6 +686,11 @@ def write_report(name: str, out_dir: str | Path = "results") -> Path:
 
 def write_index(out_dir: str | Path = "results") -> Path:
     """Regenerate ``<out_dir>/README.md``: one line per experiment."""
+    with exclusive(out_dir):
+        return _write_index(out_dir)
+
+
+def _write_index(out_dir: str | Path) -> Path:
     lines = [
         "# Results",
         "",
@@ -633,10 +712,12 @@ def write_index(out_dir: str | Path = "results") -> Path:
         else:
             presets = "none yet"
             summary = f"not run yet: `keras-cnns reproduce {name} --preset smoke`"
-        lines.append(f"| [{name}]({name}/{REPORT_FILE}) | {experiment.paper} | {presets} | {_cell(summary)} |")
+        lines.append(
+            f"| [{name}]({name}/{REPORT_FILE}) | {experiment.paper} | {presets} | {_cell(summary)} |"
+        )
     path = Path(out_dir) / INDEX_FILE
     atomic_write_text(path, "\n".join(lines) + "\n")
-    _update_front_page(Path(out_dir), lines[-(len(list_experiments()) + 2):])
+    _update_front_page(Path(out_dir), lines[-(len(list_experiments()) + 2) :])
     return path
 
 
@@ -657,16 +738,31 @@ def _update_front_page(out_dir: Path, table: Sequence[str]) -> None:
     if start < 0 or end < start:
         return
     prefix = out_dir.name
-    rows = [line.replace("](", f"]({prefix}/", 1) if line.startswith("| [") else line for line in table]
+    rows = [
+        line.replace("](", f"]({prefix}/", 1) if line.startswith("| [") else line for line in table
+    ]
     block = "\n".join(
-        [README_START, "## Results", "", f"Generated by `keras-cnns report` from the run records in "
-         f"[{prefix}/]({prefix}/README.md); never edited by hand.", "", *rows, README_END]
+        [
+            README_START,
+            "## Results",
+            "",
+            f"Generated by `keras-cnns report` from the run records in "
+            f"[{prefix}/]({prefix}/README.md); never edited by hand.",
+            "",
+            *rows,
+            README_END,
+        ]
     )
-    atomic_write_text(readme, text[:start] + block + text[end + len(README_END):])
+    atomic_write_text(readme, text[:start] + block + text[end + len(README_END) :])
 
 
 def headline(
-    name: str, out_dir: str | Path = "results", *, preset: str, overrides: Sequence[str] = (), tuned: bool = False
+    name: str,
+    out_dir: str | Path = "results",
+    *,
+    preset: str,
+    overrides: Sequence[str] = (),
+    tuned: bool = False,
 ) -> str:
     """The first verdict sentence of one group of an experiment, prefixed by its name."""
     experiment = get_experiment(name)
@@ -700,7 +796,9 @@ def _table(head: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
-def report_markdown(experiment: Experiment, rows, plots: Mapping[Group, Sequence[str]], superseded: int = 0) -> str:
+def report_markdown(
+    experiment: Experiment, rows, plots: Mapping[Group, Sequence[str]], superseded: int = 0
+) -> str:
     """The text of ``results/<name>/README.md`` (see the module docstring)."""
     lines = [
         f"# {experiment.title}",
@@ -711,7 +809,11 @@ def report_markdown(experiment: Experiment, rows, plots: Mapping[Group, Sequence
         f"- **Paper:** {experiment.paper}",
         f"- **Claim:** {experiment.claim}",
         f"- **Compared:** {experiment.metric_label()}"
-        + (" (training error as Keras reports it during each epoch)" if experiment.metric == "epochs_to_train_error" else "")
+        + (
+            " (training error as Keras reports it during each epoch)"
+            if experiment.metric == "epochs_to_train_error"
+            else ""
+        )
         + "; mean ± sample std over seeds, n = number of seeds.",
         *[f"- {note}" for note in experiment.notes],
         "",
@@ -730,7 +832,9 @@ def report_markdown(experiment: Experiment, rows, plots: Mapping[Group, Sequence
     return "\n".join(lines)
 
 
-def _group_section(experiment: Experiment, rows, group: Group, plot_files: Sequence[str]) -> list[str]:
+def _group_section(
+    experiment: Experiment, rows, group: Group, plot_files: Sequence[str]
+) -> list[str]:
     done = _in(rows, group)
     everything = _in(rows, group, status=None) + _in(rows, group, phase="sweep", status=None)
     preset = experiment.presets.get(group.preset)
@@ -741,7 +845,12 @@ def _group_section(experiment: Experiment, rows, group: Group, plot_files: Seque
 
     epochs_metric = experiment.metric == "epochs_to_train_error"
     head = ["variant", "dataset", "paper", f"ours: {experiment.metric_label()}", "difference"]
-    head += (["seconds to target"] if epochs_metric else []) + ["final train error %", "epochs", "train images", "wall time s"]
+    head += (["seconds to target"] if epochs_metric else []) + [
+        "final train error %",
+        "epochs",
+        "train images",
+        "wall time s",
+    ]
     body = []
     for s in summary_rows(experiment, rows, group):
         row = [
@@ -750,8 +859,15 @@ def _group_section(experiment: Experiment, rows, group: Group, plot_files: Seque
             _signed(s["difference"]),
         ]  # fmt: skip
         if epochs_metric:
-            row.append(format_stat(s["seconds_to_target"], digits=1) if s["seconds_to_target"].n else "—")
-        row += [format_stat(s["final_train_error"]), str(s["epochs"]), str(s["n_train"]), _num(s["wall_time"].mean, 0)]
+            row.append(
+                format_stat(s["seconds_to_target"], digits=1) if s["seconds_to_target"].n else "—"
+            )
+        row += [
+            format_stat(s["final_train_error"]),
+            str(s["epochs"]),
+            str(s["n_train"]),
+            _num(s["wall_time"].mean, 0),
+        ]
         body.append(row)
     if body:
         lines += _table(head, body) + [""]
@@ -766,12 +882,20 @@ def _group_section(experiment: Experiment, rows, group: Group, plot_files: Seque
             f"- Hardware: {_hardware(runs)}" + (f" ({hosts})" if hosts else ""),
             f"- Backend: {backends}; precision: {precisions}",
             f"- Data: {', '.join(sources)}"
-            + (" (the packaged 5,000-image MNIST sample: not comparable with the paper)" if "sample" in sources else "")
+            + (
+                " (the packaged 5,000-image MNIST sample: not comparable with the paper)"
+                if "sample" in sources
+                else ""
+            )
             + f"; {_range(runs, 'n_train')} train, {_range(runs, 'n_val')} validation, {_range(runs, 'n_test')} test images",
             f"- Seeds: {', '.join(str(s) for s in sorted({r['seed'] for r in runs}))}; "
             f"total wall time {sum(r['wall_time'] or 0 for r in everything if not r['reused']):.0f} s over "
             f"{sum(not r['reused'] for r in everything)} trained runs"
-            + (f" ({sum(r['reused'] for r in everything)} more reused an identical sweep run)" if any(r["reused"] for r in everything) else ""),
+            + (
+                f" ({sum(r['reused'] for r in everything)} more reused an identical sweep run)"
+                if any(r["reused"] for r in everything)
+                else ""
+            ),
             "",
         ]
 
@@ -813,9 +937,26 @@ def _sweep_section(experiment: Experiment, rows, group: Group) -> list[str]:
     target = experiment.target_train_error
     lines = [f"Sweep of `{param}` (part of the experiment; seed {sweep_rows[0]['seed']}):", ""]
     body = []
-    for variant, dataset in sorted({(r["variant"], r["dataset"]) for r in sweep_rows}, key=lambda c: (_order(experiment.variants, c[0]), c[1])):
-        cell = sorted((r for r in sweep_rows if r["variant"] == variant and r["dataset"] == dataset), key=lambda r: r["sweep_value"])
-        chosen, reason = pick_sweep([{"status": r["status"], "history": r["_history"], "tags": {"sweep_value": r["sweep_value"]}} for r in cell], param, target)
+    for variant, dataset in sorted(
+        {(r["variant"], r["dataset"]) for r in sweep_rows},
+        key=lambda c: (_order(experiment.variants, c[0]), c[1]),
+    ):
+        cell = sorted(
+            (r for r in sweep_rows if r["variant"] == variant and r["dataset"] == dataset),
+            key=lambda r: r["sweep_value"],
+        )
+        chosen, reason = pick_sweep(
+            [
+                {
+                    "status": r["status"],
+                    "history": r["_history"],
+                    "tags": {"sweep_value": r["sweep_value"]},
+                }
+                for r in cell
+            ],
+            param,
+            target,
+        )
         for r in cell:
             reached = r["epochs_to_target"]
             body.append([

@@ -12,7 +12,7 @@ What a run does, in order:
    device, inside the compiled training step, and only when ``training=True``.
 4. Compiles with the optimizer, the learning-rate schedule (see ``learning_rate_at``) and the
    weight decay of the config, XLA where Keras uses it (TensorFlow with a GPU, JAX; never
-   PyTorch).
+   PyTorch), ``steps_per_execution`` steps per compiled call (``compile_for_training``).
 5. Trains epoch by epoch: each epoch sees the training set in an order drawn from
    ``(seed, epoch)``, and every ``SeedGenerator`` of the wrapper (dropout, augmentation,
    stochastic depth) is reset from ``(seed, epoch)``: Keras' weight files do not hold their
@@ -23,8 +23,22 @@ What a run does, in order:
 6. Tests the selected weights (the final epoch's, or the best validation epoch's) and appends
    one record to ``out_dir/records.jsonl`` (see ``RECORD_KEYS``).
 
+Where the run executes (``TrainConfig.devices``, ``keras_cnns.distribute``): one device is the
+plain path; more train data-parallel (JAX ``keras.distribution.DataParallel``, TensorFlow
+``MirroredStrategy``) with the same global batch, batch-norm statistics and exact evaluation,
+and on several hosts only process 0 writes. A streamed dataset (ImageNet,
+``keras_cnns.imagenet``) comes as ``tf.data`` feeds instead of arrays.
+
 A non-finite loss stops the run at once; the last good checkpoint stays, a record with status
 ``"diverged"`` is appended, then ``DivergedError`` is raised.
+
+Speed without changing a number (issue 6; ``keras_cnns.benchmark`` times each part): the loop
+never waits on the host for a step's loss (the NaN check and the progress bar run in Keras'
+callback threads where the backend allows it); on JAX with an accelerator the splits stay on
+the device and each batch is gathered there (``DeviceFeed``), so no step copies images from
+the host; ``steps_per_execution`` runs several steps per call. Each path feeds the same
+compiled step the same batches in the same order: ``tests/test_benchmark.py`` checks that the
+losses and weights are bitwise those of the plain path.
 
 Weight decay, two explicit choices (``TrainConfig.weight_decay_mode``):
 
@@ -44,6 +58,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import functools
+import hashlib
 import json
 import math
 import os
@@ -51,6 +67,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -61,6 +78,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_cnns import distribute
 from keras_cnns import records as records_lib
 from keras_cnns.errors import DivergedError, UserError
 from keras_cnns.experiment import TrainConfig
@@ -119,7 +137,7 @@ class SchedulePlan:
             raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
         return cls(
             kind=config.schedule,
-            base_lr=config.learning_rate,
+            base_lr=config.scaled_learning_rate,  # lr_scaling applied
             total_steps=config.epochs * steps_per_epoch,
             boundaries=tuple(b * steps_per_epoch for b in config.lr_boundaries),
             factor=config.lr_factor,
@@ -272,7 +290,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, model):
     """
     plan = SchedulePlan.from_config(config, steps_per_epoch)
     if config.schedule in ("constant", "plateau") and not plan.warmup_steps:
-        learning_rate: Any = config.learning_rate
+        learning_rate: Any = config.scaled_learning_rate
     else:
         learning_rate = PlanSchedule(**asdict(plan))
     decay = config.weight_decay if config.weight_decay_mode == "decoupled" and config.weight_decay else None
@@ -299,6 +317,202 @@ def wrap_with_augmenter(model, augmenter):
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
     outputs = model(augmenter(inputs))
     return keras.Model(inputs, outputs, name=f"{model.name}_train")
+
+
+def compile_for_training(model, config: TrainConfig, *, augmenter=None, steps_per_epoch: int):
+    """The model ``train`` fits: ``model`` with the config's weight decay, ``augmenter`` in front
+    (see ``wrap_with_augmenter``), compiled with its loss, optimizer and schedule.
+
+    One home for what a run compiles, so ``keras_cnns.benchmark`` times exactly the engine's
+    training step.
+
+    Returns:
+        The compiled wrapper, its optimizer built (a checkpoint's optimizer state has
+        variables to load into).
+    """
+    if config.weight_decay and config.weight_decay_mode == "l2":
+        apply_l2(model, config.weight_decay)
+    wrapper = wrap_with_augmenter(model, augmenter)
+    if config.label_smoothing:
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing
+        )
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = make_optimizer(config, steps_per_epoch, model)
+    # "auto": XLA on JAX and on TensorFlow with a GPU (Keras skips it on a CPU and under op
+    # determinism); never on PyTorch.
+    jit = "auto" if keras.backend.backend() in ("tensorflow", "jax") else False
+    wrapper.compile(
+        optimizer=optimizer,
+        loss=loss,
+        # Weighted: the same numbers without sample weights, and exact over a distributed
+        # run's weight-0 evaluation padding (keras_cnns.distribute).
+        weighted_metrics=["accuracy"],
+        jit_compile=jit,
+        steps_per_execution=steps_per_execution(config),
+    )
+    wrapper.optimizer.build(wrapper.trainable_variables)
+    return wrapper
+
+
+def steps_per_execution(config: TrainConfig) -> int:
+    """``config.steps_per_execution``, or 1 on PyTorch (Keras allows no other value there; the
+    steps and their results are the same either way)."""
+    return 1 if keras.backend.backend() == "torch" else config.steps_per_execution
+
+
+# --- feeding the steps ------------------------------------------------------------------------------
+
+# A split stays on the accelerator when it takes at most this fraction of the device's memory.
+DEVICE_DATA_FRACTION = 0.25
+
+
+class HostFeed:
+    """Images and labels in host memory: ``fit`` copies each batch to the device (the plain path)."""
+
+    on_device = False
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.x, self.y = x, y
+
+    def fit_data(self, batch_size: int, order: np.ndarray | None = None) -> dict:
+        """``fit`` arguments for one pass in ``order`` (``None``: as stored)."""
+        if order is None:
+            return {"x": self.x, "y": self.y, "batch_size": batch_size}
+        return {"x": self.x[order], "y": self.y[order], "batch_size": batch_size}
+
+    def validation_data(self, batch_size: int):
+        return (self.x, self.y)
+
+
+class DeviceFeed:
+    """Images and labels held on the accelerator (JAX): no per-step copy from the host.
+
+    The arrays are copied to the device once; each batch is gathered there, in the epoch's
+    order, by one compiled call. The batches are exactly ``HostFeed``'s (same order, same
+    values, the same last partial batch), so training gives the same numbers.
+    """
+
+    on_device = True
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        import jax
+
+        self.x, self.y = jax.device_put(x), jax.device_put(y)
+        self.size = len(x)
+
+    def fit_data(self, batch_size: int, order: np.ndarray | None = None) -> dict:
+        return {"x": _DeviceBatches(self, batch_size, order)}
+
+    def validation_data(self, batch_size: int):
+        return _DeviceBatches(self, batch_size, None)
+
+
+class _DeviceBatches(keras.utils.PyDataset):
+    """One pass over a ``DeviceFeed`` in batches, as ``fit`` and ``evaluate`` read it."""
+
+    def __init__(self, feed: DeviceFeed, batch_size: int, order: np.ndarray | None):
+        super().__init__()  # one worker, no thread or process: batches in order
+        import jax
+
+        self.feed, self.batch_size = feed, batch_size
+        # The order travels once per pass (4 bytes an image), then stays on the device.
+        indices = np.arange(feed.size) if order is None else np.asarray(order)
+        self.order = jax.device_put(indices.astype(np.int32))
+        self._next, self._start = None, None
+
+    def __len__(self) -> int:
+        return math.ceil(self.feed.size / self.batch_size)
+
+    def __getitem__(self, index: int):
+        start = index * self.batch_size
+        size = min(self.batch_size, self.feed.size - start)
+        if index != self._next:  # not the batch after the last one: say where to start
+            import jax
+
+            self._start = jax.device_put(np.int32(start))
+        # The next start is computed on the device too: read in order, a pass sends nothing
+        # from the host after its first batch.
+        gather = _batch_gatherer()
+        x, y, self._start = gather(self.feed.x, self.feed.y, self.order, self._start, size)
+        self._next = index + 1
+        return x, y
+
+
+@functools.cache
+def _batch_gatherer():
+    """A compiled ``(x, y, order, start, size) -> (x[order[start:start + size]], y[...],
+    start + size)``; ``start`` is traced (one compilation per batch size, not per batch)."""
+    import jax
+
+    def gather(x, y, order, start, size):
+        indices = jax.lax.dynamic_slice_in_dim(order, start, size)
+        batch = jax.numpy.take(x, indices, axis=0), jax.numpy.take(y, indices, axis=0)
+        return (*batch, start + size)
+
+    return jax.jit(gather, static_argnums=4)
+
+
+def device_data_fits(*arrays: np.ndarray) -> bool:
+    """Whether ``train`` keeps the data on the accelerator: JAX on an accelerator, no
+    ``keras.distribution`` in force (its data layout is the distribution's business), and the
+    arrays take at most ``DEVICE_DATA_FRACTION`` of the device's memory."""
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is not None:
+        return False
+    import jax
+
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return False  # host and device memory are one: nothing to save
+    stats = device.memory_stats() or {}
+    limit = stats.get("bytes_limit")
+    needed = sum(a.nbytes for a in arrays if a is not None)
+    return bool(limit) and needed <= DEVICE_DATA_FRACTION * limit
+
+
+def make_feed(x: np.ndarray, y: np.ndarray, *, on_device: bool | None = None):
+    """A ``DeviceFeed`` where ``on_device`` (``None``: ``device_data_fits``), else a ``HostFeed``."""
+    if on_device is None:
+        on_device = device_data_fits(x, y)
+    return DeviceFeed(x, y) if on_device else HostFeed(x, y)
+
+
+def fit_epoch(
+    wrapper,
+    feed,
+    *,
+    batch_size: int,
+    epoch: int,
+    order: np.ndarray | None = None,
+    validation=None,
+    verbose: int = 0,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+):
+    """One epoch of ``wrapper.fit`` over ``feed`` in ``order``, validated on ``validation``.
+
+    Args:
+        wrapper: the compiled model (``compile_for_training``).
+        feed: a ``HostFeed`` or ``DeviceFeed`` of the training split.
+        batch_size: images per step.
+        epoch: the run's 0-based epoch (Keras counts epochs across calls).
+        order: the epoch's permutation of the training images (``None``: as stored).
+        validation: a feed of the validation split, or ``None``.
+        verbose: Keras' ``verbose``.
+        callbacks: Keras callbacks.
+
+    Returns:
+        Keras' ``History`` of the epoch.
+    """
+    return wrapper.fit(
+        **feed.fit_data(batch_size, order),
+        epochs=epoch + 1,
+        initial_epoch=epoch,
+        shuffle=False,  # `order` is the shuffle: the engine draws it from (seed, epoch)
+        validation_data=None if validation is None else validation.validation_data(batch_size),
+        verbose=verbose,
+        callbacks=list(callbacks),
+    )
 
 
 def reset_seed_generators(model, seed: int, epoch: int) -> int:
@@ -370,22 +584,51 @@ def deterministic_kernels(enabled: bool) -> Iterator[None]:
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops training at the first batch whose (running mean) loss is NaN or infinite."""
+    """Stops training once the (running mean) loss is NaN or infinite; ``batch`` is the first such.
+
+    ``async_safe``: where the backend allows it (JAX, PyTorch), Keras runs the batch-end hooks
+    in worker threads, so the training loop never waits on the host for a step's loss: reading
+    it on the main thread would synchronise every step and leave the accelerator idle while
+    Python prepares the next one. The hooks may then run out of order and a few steps late, so
+    training stops a few steps after the first non-finite batch rather than at it. Nothing
+    else changes: the running mean of the loss stays non-finite for the rest of the epoch once
+    it is (so no divergence is missed), every pending hook runs before the epoch ends (so
+    ``batch`` is the earliest non-finite one, as a synchronous check would find), and no
+    weights of a diverged epoch are ever saved.
+    """
+
+    async_safe = True
 
     def __init__(self):
         super().__init__()
         self.batch: int | None = None
         self.loss: float | None = None
+        self._lock = threading.Lock()
+        self._fitted = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        # Kept apart from `self.model`, which on JAX copies the training state back into the
+        # variables: not a thing to do from a callback thread while the loop runs on.
+        self._fitted = model
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.batch, self.loss = batch, float(loss)
-            self.model.stop_training = True
+            with self._lock:
+                if self.batch is None or batch < self.batch:
+                    self.batch, self.loss = batch, float(loss)
+            self._fitted.stop_training = True
 
 
 class _EpochProgbar(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar, titled ``Epoch k/N`` of the whole run (fit runs one epoch at a time)."""
+    """Keras' progress bar, titled ``Epoch k/N`` of the whole run (fit runs one epoch at a time).
+
+    ``async_safe`` as Keras' own default progress bar is, so showing it does not synchronise
+    every step (see ``StopOnNonFinite``).
+    """
+
+    async_safe = True
 
     def __init__(self, total_epochs: int):
         super().__init__()
@@ -421,6 +664,9 @@ class RunState:
     best_val_accuracy: float | None = None
     best_checkpoint: str | None = None
     record: dict | None = None
+    # sha256 of each file the state names, as written: a checkpoint damaged since (a bad disk,
+    # a copy cut short) is refused, not silently resumed from.
+    checksums: dict = field(default_factory=dict)
     version: int = _STATE_VERSION
 
     @classmethod
@@ -428,14 +674,39 @@ class RunState:
         if not path.is_file():
             return None
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_bytes())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
             if data.get("version") != _STATE_VERSION:
                 raise ValueError(f"state version {data.get('version')}")
-            return cls(**data)
+            state = cls(**data)
+            state._check()
+            return state
         except (ValueError, TypeError) as err:
             raise UserError(
                 f"damaged checkpoint state {path} ({err}); delete its directory to start the run again"
             ) from None
+
+    def _check(self) -> None:
+        """A ``ValueError`` if the fields do not fit together (a hand-edited or foreign file)."""
+        if not isinstance(self.config, dict) or self.status not in ("running", "completed"):
+            raise ValueError(f"status {self.status!r} or config of the wrong type")
+        count = self.epochs_done
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"epochs_done {count!r}")
+        if not isinstance(self.history, list) or len(self.history) != count:
+            raise ValueError(f"{count} epochs done but a history of {len(self.history)}")
+        for name in (self.checkpoint, self.best_checkpoint):
+            if name is not None and (not isinstance(name, str) or Path(name).name != name):
+                raise ValueError(f"checkpoint name {name!r}")
+        if count and self.checkpoint is None:
+            raise ValueError(f"{count} epochs done but no checkpoint named")
+        if self.status == "completed" and not isinstance(self.record, dict):
+            raise ValueError("completed without its record")
+        if not isinstance(self.checksums, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.checksums.items()
+        ):
+            raise ValueError("checksums must map file names to sha256 digests")
 
     def save(self, path: Path) -> None:
         records_lib.atomic_write_text(path, json.dumps(records_lib.json_safe(asdict(self)), indent=1))
@@ -496,19 +767,28 @@ def train(
     from keras_cnns.registry import get_entry
 
     get_entry(config.model)  # an unknown model fails here, before any data is loaded
+    placement = distribute.placement(config.devices)
+    placement.check_batch(config.batch_size)
 
     out_dir = Path(out_dir)
+    if not placement.is_chief:
+        # Only the chief writes into out_dir; the others write a private copy (distribute).
+        out_dir = placement.private_out_dir(out_dir, config.run_id(), resume=resume)
+        verbose, tensorboard = 0, bool(tensorboard)
     run_dir = out_dir / CHECKPOINTS_DIR / config.run_id()
     run_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(run_dir):
         if not resume:
             _clear_run_dir(run_dir)
+        _remove_stale_temp_files(run_dir, verbose)
         state = RunState.load(run_dir / STATE_FILE)
-        if state is not None and state.config != config.to_dict():
+        placement.agree(state.epochs_done if state else 0, "the epochs done")
+        if state is not None and not config.same_run(state.config):
             raise UserError(
                 f"checkpoint {run_dir} belongs to another config; delete it or pass resume=False"
             )
         if state is not None and state.status == "completed":
+            _check_final_model(run_dir / FINAL_MODEL_FILE, state.checksums.get(FINAL_MODEL_FILE))
             return _completed_record(state, out_dir / RECORDS_FILE, tags, verbose)
 
         caller_policy = keras.config.dtype_policy()
@@ -517,7 +797,7 @@ def train(
             # this process (a sweep, a tuner) do not leak in. It resets the global policy,
             # which is restored below.
             keras.backend.clear_session()
-            with deterministic_kernels(config.deterministic), dtype_policy(config.precision):
+            with deterministic_kernels(config.deterministic), dtype_policy(config.precision), placement.scope():
                 return _Run(
                     config=config,
                     out_dir=out_dir,
@@ -528,6 +808,7 @@ def train(
                     verbose=verbose,
                     callbacks=list(callbacks),
                     tensorboard=tensorboard,
+                    placement=placement,
                 ).run()
         finally:
             keras.config.set_dtype_policy(caller_policy)
@@ -536,7 +817,8 @@ def train(
 class _Run:
     """One call of ``train``: holds the pieces while the steps run (see the module docstring)."""
 
-    def __init__(self, *, config, out_dir, run_dir, data_dir, tags, state, verbose, callbacks, tensorboard):
+    def __init__(self, *, config, out_dir, run_dir, data_dir, tags, state, verbose, callbacks, tensorboard, placement):
+        self.placement: distribute.Placement = placement
         self.config: TrainConfig = config
         self.out_dir: Path = out_dir
         self.run_dir: Path = run_dir
@@ -562,7 +844,7 @@ class _Run:
             checkpoint = self.run_dir / self.state.checkpoint
             if not checkpoint.is_file():
                 raise UserError(f"{checkpoint} is missing; delete {self.run_dir} to start the run again")
-            self.wrapper.load_weights(checkpoint)
+            _load_checkpoint(self.wrapper, checkpoint, self.state.checksums.get(checkpoint.name))
             if self.state.lr is not None:
                 self.wrapper.optimizer.learning_rate = self.state.lr
         self._say_hello()
@@ -575,6 +857,9 @@ class _Run:
         from keras_cnns import data
 
         config = self.config
+        self.stream_feeds = None
+        if data.DATASETS[config.dataset].streamed:
+            return self._load_stream()
         splits = data.load_dataset(
             config.dataset,
             data_dir=self.data_dir,
@@ -595,7 +880,7 @@ class _Run:
             self._labels(splits.y_val) if len(splits.y_val) else None,
             self._labels(splits.y_test),
         )
-        self.steps_per_epoch = math.ceil(len(self.x_train) / config.batch_size)
+        self.steps_per_epoch = self.placement.steps_per_epoch(len(self.x_train), config.batch_size)
         self.augmenter = data.make_augmenter(
             config.augment,
             seed=config.seed,
@@ -610,6 +895,31 @@ class _Run:
             return np.eye(self.splits.num_classes, dtype="float32")[y]
         return y
 
+    def _load_stream(self) -> None:
+        """A dataset too large for memory (ImageNet): ``tf.data`` feeds, preprocessed and
+        augmented in the input pipeline (``keras_cnns.imagenet``); the splits hold sizes only."""
+        from keras_cnns import data, imagenet
+
+        config = self.config
+        source = imagenet.open_imagenet(config, self.data_dir)
+        images = {k: imagenet.StreamedImages(n, source.image_shape) for k, n in source.sizes.items()}
+        self.splits = data.Splits(
+            name=config.dataset, source=source.source,
+            x_train=images["train"], y_train=None, x_val=images["val"], y_val=None,
+            x_test=images["test"], y_test=None, num_classes=data.DATASETS[config.dataset].num_classes,
+        )  # fmt: skip
+        self.preprocessing = source.preprocessing_info()
+        self.x_train, self.x_test = images["train"], images["test"]
+        self.x_val = images["val"] if len(images["val"]) else None
+        self.y_train = self.y_val = self.y_test = None
+        self.steps_per_epoch = self.placement.steps_per_epoch(len(self.x_train), config.batch_size)
+        self.augmenter = None  # the pipeline crops and flips
+        feeds = {
+            k: source.feed(k, self.placement, seed=config.seed, one_hot=bool(config.label_smoothing))
+            for k in ("train", "val", "test")
+        }
+        self.stream_feeds = (feeds["train"], feeds["val"] if self.x_val is not None else None, feeds["test"])
+
     def _build(self) -> None:
         from keras_cnns.registry import build_model
 
@@ -620,22 +930,18 @@ class _Run:
             num_classes=self.splits.num_classes,
             **dict(config.model_kwargs),
         )
-        if config.weight_decay and config.weight_decay_mode == "l2":
-            apply_l2(self.model, config.weight_decay)
-        self.wrapper = wrap_with_augmenter(self.model, self.augmenter)
-        if config.label_smoothing:
-            loss = keras.losses.CategoricalCrossentropy(
-                from_logits=True, label_smoothing=config.label_smoothing
-            )
-        else:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        optimizer = make_optimizer(config, self.steps_per_epoch, self.model)
-        # "auto": XLA on JAX and on TensorFlow with a GPU (Keras skips it on a CPU and under op
-        # determinism); never on PyTorch.
-        jit = "auto" if keras.backend.backend() in ("tensorflow", "jax") else False
-        self.wrapper.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit)
-        # Built now so a checkpoint's optimizer state has variables to load into.
-        self.wrapper.optimizer.build(self.wrapper.trainable_variables)
+        self.wrapper = compile_for_training(
+            self.model, config, augmenter=self.augmenter, steps_per_epoch=self.steps_per_epoch
+        )
+        self.placement.prepare(self.wrapper)
+        if self.stream_feeds is not None:
+            self.train_feed, self.val_feed, self.test_feed = self.stream_feeds
+            return
+        distributed = self.placement.distributed
+        make = self.placement.make_feed if distributed else make_feed
+        self.train_feed = make(self.x_train, self.y_train)
+        self.val_feed = make(self.x_val, self.y_val) if self.x_val is not None else None
+        self.test_feed = (self.placement.make_feed if distributed else HostFeed)(self.x_test, self.y_test)
 
     def _say_hello(self) -> None:
         if not self.verbose:
@@ -657,7 +963,8 @@ class _Run:
         extra = list(self.callbacks)
         if self.tensorboard:
             extra.append(self._tensorboard_callback())
-        validation = (self.x_val, self.y_val) if self.x_val is not None else None
+        if os.environ.get(records_lib.FAULT_ENV):
+            extra.append(_BatchFault())
         for epoch in range(state.epochs_done, config.epochs):
             if state.stopped_early:
                 break
@@ -667,19 +974,19 @@ class _Run:
             progress = [_EpochProgbar(config.epochs)] if self.verbose else []
             lr = self._epoch_lr(epoch)
             start = time.perf_counter()
-            fit = self.wrapper.fit(
-                self.x_train[order],
-                self.y_train[order],
+            fit = fit_epoch(
+                self.wrapper,
+                self.train_feed,
                 batch_size=config.batch_size,
-                epochs=epoch + 1,
-                initial_epoch=epoch,
-                shuffle=False,  # the order above is the shuffle: a function of (seed, epoch)
-                validation_data=validation,
+                epoch=epoch,
+                order=order,
+                validation=self.val_feed,
                 verbose=self.verbose,
                 callbacks=[detector, *progress, *extra],
             )
             seconds = time.perf_counter() - start
             logs = {k: float(v[-1]) for k, v in fit.history.items() if v}
+            logs = self.placement.exact_validation(logs, self.wrapper, self.val_feed)
             entry = {
                 "epoch": epoch + 1,
                 "loss": logs.get("loss"),
@@ -709,7 +1016,7 @@ class _Run:
         config, state = self.config, self.state
         val_loss, val_accuracy = entry["val_loss"], entry["val_accuracy"]
         if config.schedule == "plateau" and val_loss is not None:
-            lr = state.lr if state.lr is not None else config.learning_rate
+            lr = state.lr if state.lr is not None else config.scaled_learning_rate
             state.plateau_best, state.plateau_wait, state.lr = plateau_step(
                 val_loss, best=state.plateau_best, wait=state.plateau_wait, lr=lr,
                 patience=config.plateau_patience, factor=config.lr_factor,
@@ -724,9 +1031,11 @@ class _Run:
             if state.best_val_accuracy is None or val_accuracy > state.best_val_accuracy:
                 state.best_epoch, state.best_val_accuracy = epoch + 1, val_accuracy
                 state.best_checkpoint = f"best-epoch-{epoch + 1:04d}.weights.h5"
-                _save_weights_atomic(self.wrapper, self.run_dir / state.best_checkpoint)
+                state.checksums[state.best_checkpoint] = _save_weights_atomic(
+                    self.wrapper, self.run_dir / state.best_checkpoint
+                )
         state.checkpoint = f"epoch-{epoch + 1:04d}.weights.h5"
-        _save_weights_atomic(self.wrapper, self.run_dir / state.checkpoint)
+        state.checksums[state.checkpoint] = _save_weights_atomic(self.wrapper, self.run_dir / state.checkpoint)
         state.epochs_done = epoch + 1
         self._save_state()
 
@@ -739,9 +1048,10 @@ class _Run:
     def _save_state(self) -> None:
         state = self.state
         self._tick()
+        keep = {STATE_FILE, FINAL_MODEL_FILE, ".lock", state.checkpoint, state.best_checkpoint}
+        state.checksums = {k: v for k, v in state.checksums.items() if k in keep}
         state.save(self.run_dir / STATE_FILE)
         # Only now that the state names the new files may the old ones go.
-        keep = {STATE_FILE, FINAL_MODEL_FILE, ".lock", state.checkpoint, state.best_checkpoint}
         for path in self.run_dir.iterdir():
             if path.name not in keep and path.name.endswith(".weights.h5"):
                 path.unlink(missing_ok=True)
@@ -760,19 +1070,20 @@ class _Run:
         if not state.history:
             raise UserError(f"run {state.run_id} has no completed epoch to test")  # cannot happen
         if config.select == "best_val" and state.best_checkpoint is not None:
-            self.wrapper.load_weights(self.run_dir / state.best_checkpoint)
+            _load_checkpoint(
+                self.wrapper, self.run_dir / state.best_checkpoint, state.checksums.get(state.best_checkpoint)
+            )
             selected = state.best_epoch
         else:
             selected = state.epochs_done
-        scores = self.wrapper.evaluate(
-            self.x_test, self.y_test, batch_size=config.batch_size, verbose=0, return_dict=True
-        )
+        scores = self.placement.evaluate(self.wrapper, self.test_feed, config.batch_size)
         test = {
             "loss": float(scores["loss"]),
             "accuracy": float(scores["accuracy"]),
             "error": 100.0 * (1.0 - float(scores["accuracy"])),
         }
-        _save_model_atomic(self.model, self.run_dir / FINAL_MODEL_FILE)
+        with self.placement.portable(self.model):
+            state.checksums[FINAL_MODEL_FILE] = _save_model_atomic(self.model, self.run_dir / FINAL_MODEL_FILE)
         self._tick()
         record = self._record("completed", test=test, selected_epoch=selected)
         state.status, state.record = "completed", record
@@ -836,7 +1147,9 @@ class _Run:
             # Beyond the contract's keys: what else a reader of the record needs.
             "preprocessing": self.preprocessing,
             "jit_compile": bool(self.wrapper.jit_compile),
+            "data_on_device": getattr(self.train_feed, "on_device", None),
             "stopped_early": state.stopped_early,
+            "distribution": self.placement.info(config, n_train=len(splits.x_train)),
             **extra,
         }
         return records_lib.json_safe(record)
@@ -853,15 +1166,78 @@ def _completed_record(state: RunState, records_path: Path, tags: dict, verbose: 
     gets its own line without training again.
     """
     record = {**(state.record or {}), "tags": tags}
-    present = records_path.is_file() and any(
-        r.get("run_id") == state.run_id and r.get("tags") == tags
-        for r in records_lib.read_records(records_path)
+    # Checked and appended under one lock: a run killed while appending its record (the
+    # state already says completed) gets it appended exactly once by the next call.
+    records_lib.append_record_once(
+        records_path, record, present=lambda r: r.get("run_id") == state.run_id and r.get("tags") == tags
     )
-    if not present:
-        records_lib.append_record(records_path, record)
     if verbose:
         print(f"keras-cnns: {state.run_id} already completed; its record is in {records_path}", flush=True)
     return record
+
+
+def _remove_stale_temp_files(run_dir: Path, verbose: int) -> None:
+    """Delete the temporary files of a killed writer (the run's lock is held: none is live)."""
+    stale = [p for p in run_dir.iterdir() if records_lib.is_temp_file(p.name)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale and verbose:
+        names = ", ".join(sorted(p.name for p in stale))
+        print(f"keras-cnns: removed {len(stale)} partly written file(s) of an interrupted run: {names}", flush=True)
+
+
+def _load_checkpoint(model, path: Path, sha256: str | None) -> None:
+    """``model.load_weights(path)``; a damaged or foreign file is one ``UserError`` naming it.
+
+    ``sha256`` (from ``state.json``; ``None`` for a state written before checksums were kept)
+    is checked first: HDF5 itself notices a cut file but not changed bytes.
+    """
+    if sha256 is not None and _sha256(path) != sha256:
+        raise UserError(
+            f"damaged checkpoint {path} (its sha256 differs from the one recorded when it was "
+            f"written); delete {path.parent} (or pass --no-resume) to start the run again"
+        )
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise UserError(
+            f"damaged checkpoint {path} ({reason}); delete {path.parent} (or pass --no-resume) "
+            "to start the run again"
+        ) from None
+
+
+def _check_final_model(path: Path, sha256: str | None) -> None:
+    """A completed run's ``model.keras`` must be whole: its recorded sha256, else the zip CRCs."""
+    import zipfile
+
+    if not path.is_file():
+        raise UserError(f"{path} is missing; delete {path.parent} (or pass --no-resume) to train again")
+    if sha256 is not None:
+        if _sha256(path) != sha256:
+            raise UserError(
+                f"damaged final model {path} (its sha256 differs from the one recorded when it was "
+                f"written); delete {path.parent} (or pass --no-resume) to train again"
+            )
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        bad = f"{type(err).__name__}: {err}"
+    if bad is not None:
+        raise UserError(
+            f"damaged final model {path} ({bad}); delete {path.parent} (or pass --no-resume) to train again"
+        )
+
+
+class _BatchFault(keras.callbacks.Callback):
+    """The ``train-batch`` fault hook (``keras_cnns.records``): SIGKILL after the N-th batch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        action = records_lib.fault_point("train-batch")
+        if action is not None:
+            records_lib.fault_strike(action)
 
 
 @contextlib.contextmanager
@@ -893,26 +1269,49 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _save_atomic(save, path: Path, tmp: Path) -> None:
-    """``save(tmp)``, fsync, then ``os.replace(tmp, path)``: a reader sees the old file or the new."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _save_atomic(save, path: Path, tmp: Path) -> str:
+    """``save(tmp)``, fsync, then ``os.replace(tmp, path)``: a reader sees the old file or the new.
+
+    Returns the sha256 of the file written (``RunState.checksums``).
+
+    A failure (a full disk) removes ``tmp`` and leaves ``path`` as it was; an ``OSError`` names
+    ``path``. The ``checkpoint-write`` fault hook (``keras_cnns.records``) strikes here, with
+    ``tmp`` cut to half its size.
+    """
     try:
         save(tmp)
+        action = records_lib.fault_point("checkpoint-write")
+        if action is not None:
+            os.truncate(tmp, tmp.stat().st_size // 2)
+            records_lib.fault_strike(action, path)
         _fsync_file(tmp)
+        digest = _sha256(tmp)
         os.replace(tmp, path)
-    except BaseException:
+        return digest
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:
+            raise OSError(err.errno, err.strerror, os.fspath(path)) from None
         raise
 
 
-def _save_weights_atomic(model, path: Path) -> None:
-    """``model.save_weights`` (weights and optimizer state), atomically."""
+def _save_weights_atomic(model, path: Path) -> str:
+    """``model.save_weights`` (weights and optimizer state), atomically; returns its sha256."""
     stem = path.name.removesuffix(".weights.h5")
-    _save_atomic(model.save_weights, path, path.with_name(f".{stem}.{os.getpid()}.tmp.weights.h5"))
+    return _save_atomic(model.save_weights, path, path.with_name(f".{stem}.{os.getpid()}.tmp.weights.h5"))
 
 
-def _save_model_atomic(model, path: Path) -> None:
-    """``model.save`` (a ``.keras`` archive), atomically."""
-    _save_atomic(model.save, path, path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras"))
+def _save_model_atomic(model, path: Path) -> str:
+    """``model.save`` (a ``.keras`` archive), atomically; returns its sha256."""
+    return _save_atomic(model.save, path, path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras"))
 
 
 def _utc_now() -> str:

@@ -163,6 +163,8 @@ SEARCH_SPACES: dict[str, tuple[HyperParam, ...]] = {
         _lr(1e-4, 0.1),
         HyperParam("optimizer", "choice", choices=("sgd", "adam")),
     ),
+    # He et al. 2016 / Goyal et al. 2017: lr 0.1 at batch 256, weight decay 1e-4 (l2 5e-5).
+    "resnet50-imagenet": _RESNET_SPACE,
 }
 
 

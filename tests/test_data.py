@@ -61,11 +61,14 @@ def _write(path, **arrays):
 
 
 def test_dataset_table():
-    assert set(data.DATASETS) == {"mnist", "cifar10", "cifar100", "fashion_mnist"}
+    assert set(data.DATASETS) == {"mnist", "cifar10", "cifar100", "fashion_mnist", "imagenet2012"}
     assert data.DATASETS["mnist"].image_shape == (28, 28, 1)
     assert data.DATASETS["cifar100"].num_classes == 100
+    assert data.streamed_datasets() == ("imagenet2012",)
     with pytest.raises(UserError, match="cifar10, cifar100"):
         data.load_dataset("imagenet")
+    with pytest.raises(UserError, match="streamed"):
+        data.load_dataset("imagenet2012")  # never into memory
     with pytest.raises(UserError, match="auto, archive, tfds, sample"):
         data.load_dataset("mnist", source="web")
 

@@ -188,10 +188,18 @@ def test_run_id_is_stable_and_changes_with_every_field():
         "deterministic": True,
         "select": "best_val",
         "label_smoothing": 0.1,
+        "steps_per_execution": 4,
+        "lr_scaling": "linear",
+        "lr_reference_batch": 512,
+        "image_size": None,  # needs a streamed dataset: set below
+        "devices": 4,  # a placement field: the same run id (checked below)
     }
     changed["lr_boundaries"] = {"lr_boundaries": (5,), "schedule": "step"}
     changed["warmup_lr"] = {"warmup_lr": 0.01, "warmup_epochs": 1.0}
+    changed["image_size"] = {"image_size": 64, "dataset": "imagenet2012"}
     assert set(changed) == {f.name for f in dataclasses.fields(TrainConfig)}
+    placed = config.replace(devices=changed.pop("devices"))
+    assert placed.run_id() == config.run_id() and placed.same_run(config.to_dict())
     ids = {config.run_id()}
     for name, value in changed.items():
         other = config.replace(**value) if isinstance(value, dict) else config.replace(**{name: value})
