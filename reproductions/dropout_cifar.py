@@ -20,7 +20,7 @@ Runtimes:
     quick: not yet measured on a GPU (planned: about 10 minutes on one GPU).
     smoke: 36 s wall (46 s CPU time) for the whole command on 2 shared x86_64 CPU cores,
         TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running, measured 2026-11-23 (in the
-        test suite: 50 s).
+        test suite: 50 s), before the smoke preset used ZCA (its thin-SVD fit adds about 3 s).
 
 Command::
 
@@ -88,7 +88,7 @@ SMOKE = Preset(
     # CIFAR-10 only: the smoke test checks the pipeline, and CIFAR-100 would double its time.
     datasets=("cifar10",),
     purpose="CPU smoke test: 1 epoch on 256 CIFAR-10 training images (CIFAR-100 left out for time).",
-    runtime="36 s wall (46 s CPU time) on 2 shared x86_64 CPU cores, TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running (measured 2026-11-23).",
+    runtime="36 s wall (46 s CPU time) on 2 shared x86_64 CPU cores, TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running (measured 2026-11-23 with standardisation in place of ZCA; the thin-SVD ZCA fit on 256 images adds about 3 s).",
     deviations=(
         "Smoke: CIFAR-10 only, 256 training images (ZCA fitted on them), 1 epoch, constant learning rate.",
     ),
