@@ -38,9 +38,10 @@ WEIGHT_DECAY_MODES = ("l2", "decoupled")
 SCHEDULES = ("constant", "step", "plateau", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 LR_SCALINGS = ("none", "linear")
-# Fields that say where a run executes, not what it computes: left out of ``run_id``, and a
-# checkpoint resumes under other values (trained on 4 GPUs, resumed on 1).
-PLACEMENT_FIELDS = ("devices",)
+# Fields that say where and how a run executes, not what it computes: left out of ``run_id``, and
+# a checkpoint resumes under other values (trained on 4 GPUs, resumed on 1; 8 steps per compiled
+# call, resumed with 1: the same steps in the same order, tests/test_benchmark.py).
+PLACEMENT_FIELDS = ("devices", "steps_per_execution")
 SELECTIONS = ("final", "best_val")
 
 # A model_kwargs value must be hashable and JSON-safe: scalars, or tuples of them.
@@ -107,7 +108,7 @@ class TrainConfig:
             ``steps_per_execution``); batch-end callbacks (progress, the NaN check) run once per
             call. A speed setting: the same steps in the same order give the same result (a
             divergence is then located to the call, not the batch). PyTorch: always 1 (Keras
-            allows no other value there).
+            allows no other value there). A placement field: not part of ``run_id``.
         lr_scaling: ``"none"``, or ``"linear"``: the learning rate (and so the whole schedule)
             is ``learning_rate * batch_size / lr_reference_batch`` (Goyal et al. 2017: a
             recipe stated for batch 256 keeps its meaning at a larger global batch).

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from keras_cnns.errors import UserError
-from keras_cnns.experiment import TrainConfig
+from keras_cnns.experiment import PLACEMENT_FIELDS, TrainConfig
 
 pytestmark = pytest.mark.smoke
 
@@ -188,7 +188,7 @@ def test_run_id_is_stable_and_changes_with_every_field():
         "deterministic": True,
         "select": "best_val",
         "label_smoothing": 0.1,
-        "steps_per_execution": 4,
+        "steps_per_execution": 4,  # a placement field too
         "lr_scaling": "linear",
         "lr_reference_batch": 512,
         "image_size": None,  # needs a streamed dataset: set below
@@ -198,8 +198,9 @@ def test_run_id_is_stable_and_changes_with_every_field():
     changed["warmup_lr"] = {"warmup_lr": 0.01, "warmup_epochs": 1.0}
     changed["image_size"] = {"image_size": 64, "dataset": "imagenet2012"}
     assert set(changed) == {f.name for f in dataclasses.fields(TrainConfig)}
-    placed = config.replace(devices=changed.pop("devices"))
-    assert placed.run_id() == config.run_id() and placed.same_run(config.to_dict())
+    for field in PLACEMENT_FIELDS:
+        placed = config.replace(**{field: changed.pop(field)})
+        assert placed.run_id() == config.run_id() and placed.same_run(config.to_dict())
     ids = {config.run_id()}
     for name, value in changed.items():
         other = config.replace(**value) if isinstance(value, dict) else config.replace(**{name: value})
