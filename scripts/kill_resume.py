@@ -34,9 +34,9 @@ What it does (``python scripts/kill_resume.py --help`` for the knobs):
    (default ``results/reliability``): the machine, backend and versions, each attempt, and the
    kills survived, by kind. Exit status 0 only if every check passed.
 
-Runtime: 619 s for the default 20 random and 6 injected kills (34 starts of the command) on 2
-shared x86_64 CPU cores with other jobs running, TensorFlow 2.21 CPU, Keras 3.15.1 (each start
-pays TensorFlow's start-up, about 10 s). The CI test runs 3 kills in about 2 minutes.
+Runtime: 238 s for the default 20 random and 6 injected kills (36 starts of the command) on 2
+x86_64 CPU cores with nothing else running (619 s with other jobs on them), TensorFlow 2.21
+CPU, Keras 3.15.1 (each start pays TensorFlow's start-up, about 10 s). The CI test runs 3 kills in about 2 minutes.
 
     python scripts/kill_resume.py --data-dir .data
 """
