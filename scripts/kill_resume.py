@@ -36,7 +36,8 @@ What it does (``python scripts/kill_resume.py --help`` for the knobs):
 
 Runtime: 238 s for the default 20 random and 6 injected kills (36 starts of the command) on 2
 x86_64 CPU cores with nothing else running (619 s with other jobs on them), TensorFlow 2.21
-CPU, Keras 3.15.1 (each start pays TensorFlow's start-up, about 10 s). The CI test runs 3 kills in about 2 minutes.
+CPU, Keras 3.15.1 (each start pays TensorFlow's start-up, about 10 s). The CI test runs 3
+kills in about 2 minutes.
 
     python scripts/kill_resume.py --data-dir .data
 """
