@@ -34,6 +34,8 @@ from typing import Any
 from keras_cnns.errors import UserError
 
 OPTIMIZERS = ("sgd", "adam")
+# keras_cnns.losses builds them: softmax cross-entropy, or LeNet-5's MAP criterion (Eq. 9).
+LOSSES = ("cross_entropy", "rbf_map")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 SCHEDULES = ("constant", "step", "plateau", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -104,6 +106,8 @@ class TrainConfig:
         select: whose weights are tested: the ``"final"`` epoch's, or the ``"best_val"``
             epoch's (highest validation accuracy; the earliest on a tie).
         label_smoothing: label smoothing of the cross-entropy, in [0, 1).
+        loss: ``keras_cnns.losses.LOSSES`` name: ``"cross_entropy"``, or ``"rbf_map"`` (LeNet-5's
+            Eq. 9 criterion, for models with an RBF output).
         steps_per_execution: training steps per call into the compiled step (Keras'
             ``steps_per_execution``); batch-end callbacks (progress, the NaN check) run once per
             call. A speed setting: the same steps in the same order give the same result (a
@@ -150,6 +154,7 @@ class TrainConfig:
     deterministic: bool = False
     select: str = "final"
     label_smoothing: float = 0.0
+    loss: str = "cross_entropy"
     steps_per_execution: int = 1
     lr_scaling: str = "none"
     lr_reference_batch: int = 256
@@ -210,6 +215,9 @@ class TrainConfig:
             )
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        _check_choice("loss", self.loss, LOSSES)
+        if self.label_smoothing and self.loss != "cross_entropy":
+            raise UserError(f"label_smoothing applies to loss=cross_entropy only, not loss={self.loss}")
 
         if self.lr_boundaries and self.schedule != "step":
             raise UserError(

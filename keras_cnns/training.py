@@ -82,6 +82,7 @@ from keras_cnns import distribute
 from keras_cnns import records as records_lib
 from keras_cnns.errors import DivergedError, UserError
 from keras_cnns.experiment import TrainConfig
+from keras_cnns.losses import make_loss
 
 RECORDS_FILE = "records.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
@@ -333,12 +334,7 @@ def compile_for_training(model, config: TrainConfig, *, augmenter=None, steps_pe
     if config.weight_decay and config.weight_decay_mode == "l2":
         apply_l2(model, config.weight_decay)
     wrapper = wrap_with_augmenter(model, augmenter)
-    if config.label_smoothing:
-        loss = keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=config.label_smoothing
-        )
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss = make_loss(config.loss, label_smoothing=config.label_smoothing)
     optimizer = make_optimizer(config, steps_per_epoch, model)
     # "auto": XLA on JAX and on TensorFlow with a GPU (Keras skips it on a CPU and under op
     # determinism); never on PyTorch.

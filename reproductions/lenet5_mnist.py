@@ -51,13 +51,16 @@ _LENET5 = TrainConfig(
     lr_boundaries=(2, 5, 8, 12),
     lr_factor=0.5,
     val_size=0,  # the paper trains on all 60,000 images
-    # Deviation from paper: the paper's loss is its MAP criterion on the RBF distances (Eq. 9);
-    # we use cross-entropy on minus the squared distances (the builder's logits).
+    # The paper's MAP criterion on the RBF penalties (Sec. II-C, Eq. 9). Softmax cross-entropy
+    # on them underfits (keras_cnns.losses says why and what we measured).
+    # Deviation from paper: the paper leaves its constant j open; we use j = 5.
+    loss="rbf_map",
 )
 
 VARIANTS = {
     "lenet5": _LENET5,
-    "lenet5_modern": replace(_LENET5, model="lenet5_modern"),
+    # A dense softmax output: cross-entropy, the textbook loss.
+    "lenet5_modern": replace(_LENET5, model="lenet5_modern", loss="cross_entropy"),
     # Deviation from paper: distortions drawn on the fly each batch, not 540,000 stored images.
     "lenet5_distort": replace(_LENET5, augment=("lenet_distort",)),
 }
@@ -101,7 +104,8 @@ EXPERIMENT = Experiment(
     deviations=(
         "Adam (lr 1e-3, batches of 32) instead of per-image stochastic diagonal Levenberg-Marquardt.",
         "Learning rate halved after passes 2, 5, 8 and 12 (the paper's boundaries; its factors differ).",
-        "Cross-entropy on minus the squared RBF distances instead of the paper's MAP criterion.",
+        "The paper's MAP criterion (Eq. 9) with j = 5 (the paper gives no value); lenet5_modern, "
+        "with a dense softmax output, uses cross-entropy.",
         "lenet5_distort: random distortions each batch instead of 540,000 stored distorted images.",
         "lenet5_modern is a textbook variant, not in the paper: no paper number.",
     ),
