@@ -414,7 +414,7 @@ def _add_reproduce(sub):
     p.add_argument(
         "--preset",
         default="smoke",
-        help=f"{' | '.join(PRESETS)}: the paper's recipe, one GPU for ~10 minutes, or a CPU check (default: smoke)",
+        help=f"{' | '.join(PRESETS)}: the paper's recipe, one GPU for ~10 minutes, two CPU cores for a few hours, or a CPU check (default: smoke)",
     )
     p.add_argument("--seeds", type=_positive_int, default=1, help="run seeds 0..N-1 (default: 1)")
     p.add_argument("--out", default="results", help="results root (default: results)")

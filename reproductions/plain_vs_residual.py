@@ -18,6 +18,7 @@ for the paper's test curve, so the test set is never looked at during training).
 Runtimes:
     paper: not yet measured on a GPU.
     quick: not yet measured on a GPU (planned: about 10 minutes on one GPU for the four nets).
+    cpu: not yet measured (about 3 hours per seed expected on 2 CPU cores, TensorFlow).
     smoke: 1.7 min wall (99 s CPU time) for the whole command on 2 shared x86_64 CPU cores,
         TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running, measured 2026-11-23 (in the
         test suite: 2.1 min).
@@ -25,6 +26,7 @@ Runtimes:
 Command::
 
     keras-cnns reproduce plain-vs-residual --preset smoke
+    keras-cnns reproduce plain-vs-residual --preset cpu
     keras-cnns reproduce plain-vs-residual --preset quick --seeds 2
 """
 
@@ -88,6 +90,20 @@ QUICK = Preset(
     deviations=("Quick: 20 epochs, boundaries at 10 and 15; no 110-layer nets.",),
 )
 
+CPU = Preset(
+    configs={k: replace(VARIANTS[k], epochs=10, lr_boundaries=(5, 8)) for k in _FOUR},
+    datasets=("cifar10",),
+    purpose=(
+        "Two CPU cores, about 3 hours per seed: depths 20 and 56, plain and residual, 10 epochs on "
+        "45,000 images (lr / 10 at epochs 5 and 8): long enough to see the degradation problem "
+        "in the training curves (Fig. 1 and 6 show it from the first thousand iterations)."
+    ),
+    runtime="not yet measured (expected about 3 hours per seed on 2 x86_64 CPU cores, TensorFlow: ResNet-20 about 2.2 min and ResNet-56 about 6.8 min an epoch).",
+    deviations=(
+        "CPU: 10 epochs (3,520 iterations, 5.5% of the paper's 64k), lr / 10 at epochs 5 and 8; no 110-layer nets.",
+    ),
+)
+
 SMOKE = Preset(
     configs={
         k: replace(VARIANTS[k], epochs=1, lr_boundaries=(), schedule="constant", train_subset=128, test_subset=256, val_size=128)
@@ -106,7 +122,7 @@ EXPERIMENT = Experiment(
     claim="Plain-56 has higher error than plain-20, while ResNet-56 has lower error than ResNet-20.",
     metric="test_error",
     paper_numbers={"resnet20": {"cifar10": 8.75}, "resnet56": {"cifar10": 6.97}, "resnet110": {"cifar10": 6.43}},
-    presets={"paper": PAPER, "quick": QUICK, "smoke": SMOKE},
+    presets={"paper": PAPER, "quick": QUICK, "cpu": CPU, "smoke": SMOKE},
     deviations=(
         "Trained on 45,000 images (5,000 held out for validation), not 50,000.",
         "Test error of the final epoch, one run per seed (the paper's 6.43 for ResNet-110 is its best of 5 runs).",

@@ -188,6 +188,7 @@ def test_run_id_is_stable_and_changes_with_every_field():
         "deterministic": True,
         "select": "best_val",
         "label_smoothing": 0.1,
+        "loss": "rbf_map",
         "steps_per_execution": 4,  # a placement field too
         "lr_scaling": "linear",
         "lr_reference_batch": 512,

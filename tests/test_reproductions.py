@@ -23,17 +23,25 @@ from keras_cnns import cli, reproduce, results
 from keras_cnns.errors import DivergedError
 from keras_cnns.records import append_record, read_records
 from keras_cnns.registry import get_entry
-from keras_cnns.reproduce import PRESETS, get_experiment, list_experiments, plan_runs, plan_sweep
+from keras_cnns.reproduce import (
+    PRESETS,
+    REQUIRED_PRESETS,
+    get_experiment,
+    list_experiments,
+    plan_runs,
+    plan_sweep,
+)
 
 NAMES = list_experiments()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-# What a smoke or quick preset may change in a paper config: it shrinks the run (schedule,
-# data, epochs) but keeps the recipe. The two exceptions are stated deviations in their
-# modules (stochastic-depth smoke: ResNet-20; dropout-cifar smoke: no ZCA).
+# What a smoke, cpu or quick preset may change in a paper config: it shrinks the run (schedule,
+# data, epochs) but keeps the recipe. The exceptions are stated deviations in their modules
+# (stochastic-depth: ResNet-20 for smoke, ResNet-56 for cpu).
 SHRINKING = {"epochs", "lr_boundaries", "schedule", "train_subset", "test_subset", "val_size", "allow_sample"}
 STATED_EXCEPTIONS = {
     ("stochastic-depth", "smoke"): {"model"},
+    ("stochastic-depth", "cpu"): {"model"},
     ("dropout-cifar", "smoke"): {"preprocess"},
     ("resnet50-imagenet", "smoke"): {"image_size"},  # 32x32 crops: a CPU pipeline check
 }
@@ -44,8 +52,9 @@ STATED_EXCEPTIONS = {
 def test_every_preset_of_every_experiment_validates(name):
     experiment = get_experiment(name)
     assert experiment.name == name
-    assert tuple(experiment.presets) == PRESETS
-    for preset_name in PRESETS:
+    assert tuple(experiment.presets) == tuple(p for p in PRESETS if p in experiment.presets)
+    assert set(REQUIRED_PRESETS) <= set(experiment.presets)
+    for preset_name in experiment.presets:
         preset = experiment.preset(preset_name)
         runs = plan_runs(experiment, preset_name, seeds=2)
         assert len(runs) == len(preset.configs) * len(preset.datasets) * 2
@@ -67,6 +76,27 @@ def test_every_preset_of_every_experiment_validates(name):
         assert config.epochs <= 3
     for variant, numbers in experiment.paper_numbers.items():
         assert set(numbers) <= set(experiment.presets["paper"].datasets), variant
+
+
+# Experiments without a cpu preset, and why: LeNet-5's paper recipe itself fits on two CPU cores
+# (20 passes of MNIST, minutes); ImageNet does not fit in any form.
+WITHOUT_CPU = {"lenet5-mnist", "resnet50-imagenet"}
+
+
+@pytest.mark.smoke
+def test_every_cifar_experiment_has_a_cpu_preset_between_smoke_and_paper():
+    assert {n for n in NAMES if "cpu" not in get_experiment(n).presets} == WITHOUT_CPU
+    for name in set(NAMES) - WITHOUT_CPU:
+        experiment = get_experiment(name)
+        cpu, smoke = experiment.presets["cpu"], experiment.presets["smoke"]
+        for variant, config in cpu.configs.items():
+            # More training than the smoke check: at least 10 epochs on 10,000 images or more.
+            assert config.epochs >= 10, (name, variant)
+            assert config.train_subset is None or config.train_subset >= 10_000, (name, variant)
+            assert config.epochs * (config.train_subset or 45_000) > 10 * smoke.configs[variant].epochs * (
+                smoke.configs[variant].train_subset or 45_000
+            )
+        assert cpu.deviations, name  # a scaled-down preset says how
 
 
 @pytest.mark.smoke
