@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from keras_cnns import data
 from keras_cnns.errors import UserError
 from keras_cnns.experiment import (
+    LOSSES,
     LR_SCALINGS,
     OPTIMIZERS,
     PRECISIONS,
@@ -229,6 +230,7 @@ INVALID["seed"] = one(
 VALID["deterministic"] = one("deterministic", st.booleans())
 INVALID["deterministic"] = one("deterministic", st.one_of(not_a_bool, st.none()))
 VALID["select"], INVALID["select"] = choice("select", SELECTIONS)
+VALID["loss"], INVALID["loss"] = choice("loss", LOSSES)
 VALID["label_smoothing"], INVALID["label_smoothing"] = unit_interval(
     "label_smoothing", low_open=False, high_open=True
 )
