@@ -132,7 +132,7 @@ def test_cli_unknown_experiment_names_the_closest(capsys):
 def test_cli_unknown_preset_lists_the_presets(capsys):
     assert cli.main(["reproduce", "relu-vs-tanh", "--preset", "fast"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "paper, quick, smoke" in err
+    assert len(err.splitlines()) == 1 and "paper, quick, cpu, smoke" in err
 
 
 @pytest.mark.smoke
