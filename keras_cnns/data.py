@@ -39,7 +39,7 @@ from keras_cnns.errors import DataError, UserError
 DATA_DIR_ENV = "KERAS_CNNS_DATA_DIR"
 SOURCES = ("auto", "archive", "tfds", "sample")
 ARCHIVE_KEYS = ("x_train", "y_train", "x_test", "y_test")
-SAMPLE_RESOURCE = ("data", "mnist_sample.npz")  # inside the keras_cnns package
+SAMPLE_RESOURCE = ("sample_data", "mnist_sample.npz")  # inside the keras_cnns package
 
 # The network probe: tfds downloads MNIST from Google Cloud Storage, and an offline tfds.load
 # retries for minutes before it fails; a 3-second connection attempt answers first.
