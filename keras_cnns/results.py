@@ -35,8 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keras_cnns.records import atomic_write_bytes, atomic_write_text, exclusive, read_records
-from keras_cnns.reproduce import (
+from keras_cnns.experiments import (
     PRESETS,
     RECORDS_FILE,
     Experiment,
@@ -44,6 +43,7 @@ from keras_cnns.reproduce import (
     list_experiments,
     match_key,
 )
+from keras_cnns.records import atomic_write_bytes, atomic_write_text, exclusive, read_records
 
 INDEX_FILE = "README.md"
 REPORT_FILE = "README.md"
@@ -169,7 +169,7 @@ def run_rows(
 ) -> tuple[list[dict], int]:
     """One row per run (the last record of each run identity), and how many were superseded.
 
-    Two records are the same run when their tags match (``reproduce.match_key``): a re-run
+    Two records are the same run when their tags match (``experiments.match_key``): a re-run
     after a config change supersedes the older one; a completed record beats a diverged one.
     Records of other experiments are ignored.
     """

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from keras_cnns import results
+from keras_cnns.experiments import get_experiment, list_experiments, match_key
 from keras_cnns.records import append_record
-from keras_cnns.reproduce import get_experiment, list_experiments, match_key
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
