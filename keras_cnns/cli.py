@@ -471,6 +471,11 @@ def _cmd_reproduce(args) -> int:
             experiment.name, args.out, preset=args.preset, overrides=args.overrides, tuned=args.from_tuning
         )
     )
+    table = results.summary_table(
+        experiment.name, args.out, preset=args.preset, overrides=args.overrides, tuned=args.from_tuning
+    )
+    if table:
+        print(f"\n{table}\n")
     if diverged:
         print(f"keras-cnns: {diverged} run(s) diverged; they are listed apart in the report")
     print(f"keras-cnns: wrote {os.path.join(args.out, experiment.name, results.REPORT_FILE)}")

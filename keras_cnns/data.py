@@ -25,6 +25,7 @@ import functools
 import hashlib
 import http.client
 import importlib.resources
+import logging
 import os
 import threading
 import zipfile
@@ -389,7 +390,15 @@ def _tfds_prepared(info: DatasetInfo) -> bool:
     """Has tensorflow-datasets already prepared the dataset locally? (ImportError without it.)"""
     import tensorflow_datasets as tfds  # lazily: it needs TensorFlow
 
-    return bool(tfds.builder(info.tfds_name).is_prepared())
+    # Only a question: tfds' warnings about half-written folders it finds while answering
+    # ("Variant folder ... has no dataset_info.json") are not the user's concern here.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        return bool(tfds.builder(info.tfds_name).is_prepared())
+    finally:
+        absl_logger.setLevel(level)
 
 
 def _read_tfds(info: DatasetInfo) -> dict[str, np.ndarray]:
