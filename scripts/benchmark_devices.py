@@ -149,7 +149,7 @@ def _worker(case: dict) -> dict:
     available = distribute.placement("all", force=True).replicas if distributed else 1
     timed = seconds[case["warmup"] :]
     median = statistics.median(timed)
-    versions = training._versions()
+    versions = training.environment._versions()
     return {
         "backend": case["backend"],
         "path": case["path"],
@@ -164,7 +164,7 @@ def _worker(case: dict) -> dict:
         "repeats": case["repeats"],
         "images_per_second": round(n / median, 2),
         "spread": round((max(timed) - min(timed)) / median, 4),
-        "device": training._device_name(),
+        "device": training.environment._device_name(),
         "versions": " ".join(f"{k} {v}" for k, v in sorted(versions.items())),
         "available": available,  # devices the distribution path could use
     }

@@ -191,7 +191,7 @@ def test_stop_on_non_finite_keeps_the_earliest_batch_when_hooks_run_out_of_order
     for t in threads:
         t.join()
     assert (detector.batch, detector.loss, fitted.stop_training) == (5, float("inf"), True)
-    assert training.StopOnNonFinite.async_safe and training._EpochProgbar.async_safe
+    assert training.StopOnNonFinite.async_safe and training.callbacks._EpochProgbar.async_safe
 
 
 def test_train_records_the_same_run_with_steps_per_execution(
@@ -204,7 +204,7 @@ def test_train_records_the_same_run_with_steps_per_execution(
     )  # fmt: skip
     plain = training.train(config, out_dir=tmp_path / "plain", data_dir=data_dir, verbose=0)
     if backend == "jax":
-        monkeypatch.setattr(training, "device_data_fits", lambda *arrays: True)
+        monkeypatch.setattr(training.feeds, "device_data_fits", lambda *arrays: True)
     fast = training.train(
         config.replace(steps_per_execution=2),
         out_dir=tmp_path / "fast",
