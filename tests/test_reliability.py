@@ -1,4 +1,4 @@
-"""Reliability (issue 7): kill and resume, concurrent writers, damaged inputs, divergence,
+"""Reliability: kill and resume, concurrent writers, damaged inputs, divergence,
 determinism.
 
 The kill-and-resume test runs ``scripts/kill_resume.py`` itself with three kills (about a
