@@ -1,7 +1,7 @@
 """The lecture's CNN arithmetic: output sizes, padding, parameters, receptive fields, and a
 per-layer table of parameters, activation memory and multiply-adds for any Keras model.
 
-Sources (``../shared/seeds``):
+Sources (the lecture notes named below):
 
 * the output-size formula with dilation (STOR566 Lecture 8, from the PyTorch ``Conv2d`` docs):
   ``H_out = floor((H_in + 2p - d(k - 1) - 1) / s) + 1``;

@@ -404,7 +404,7 @@ def _cmd_train(args) -> int:
 
 
 def _add_reproduce(sub):
-    from keras_cnns.reproduce import PRESETS, list_experiments
+    from keras_cnns.experiments import PRESETS, list_experiments
 
     p = sub.add_parser(
         "reproduce",
@@ -437,10 +437,10 @@ def _add_reproduce(sub):
 
 
 def _cmd_reproduce(args) -> int:
-    from keras_cnns import reproduce
+    from keras_cnns import experiments, reproduce
 
     # Unknown experiment, preset, variant or override: one line, before Keras is imported.
-    experiment = reproduce.get_experiment(args.experiment)
+    experiment = experiments.get_experiment(args.experiment)
     preset = experiment.preset(args.preset)
     data_dir = args.data_dir or os.environ.get("KERAS_CNNS_DATA_DIR") or None
     _check_archives(data_dir, preset.datasets, "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR")
@@ -471,6 +471,11 @@ def _cmd_reproduce(args) -> int:
             experiment.name, args.out, preset=args.preset, overrides=args.overrides, tuned=args.from_tuning
         )
     )
+    table = results.summary_table(
+        experiment.name, args.out, preset=args.preset, overrides=args.overrides, tuned=args.from_tuning
+    )
+    if table:
+        print(f"\n{table}\n")
     if diverged:
         print(f"keras-cnns: {diverged} run(s) diverged; they are listed apart in the report")
     print(f"keras-cnns: wrote {os.path.join(args.out, experiment.name, results.REPORT_FILE)}")
@@ -487,9 +492,9 @@ def _add_report(sub):
 
 
 def _cmd_report(args) -> int:
-    from keras_cnns import reproduce, results
+    from keras_cnns import experiments, results
 
-    names = [reproduce.get_experiment(args.experiment).name] if args.experiment else reproduce.list_experiments()
+    names = [experiments.get_experiment(args.experiment).name] if args.experiment else experiments.list_experiments()
     _check_out_dir(args.out)
     for name in names:
         print(f"keras-cnns: wrote {results.write_report(name, args.out)}")

@@ -21,8 +21,11 @@ on a machine without TensorFlow.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import http.client
 import importlib.resources
+import logging
 import os
 import threading
 import zipfile
@@ -39,7 +42,7 @@ from keras_cnns.errors import DataError, UserError
 DATA_DIR_ENV = "KERAS_CNNS_DATA_DIR"
 SOURCES = ("auto", "archive", "tfds", "sample")
 ARCHIVE_KEYS = ("x_train", "y_train", "x_test", "y_test")
-SAMPLE_RESOURCE = ("data", "mnist_sample.npz")  # inside the keras_cnns package
+SAMPLE_RESOURCE = ("sample_data", "mnist_sample.npz")  # inside the keras_cnns package
 
 # The network probe: tfds downloads MNIST from Google Cloud Storage, and an offline tfds.load
 # retries for minutes before it fails; a 3-second connection attempt answers first.
@@ -93,8 +96,9 @@ class Splits:
 
     Attributes:
         name: dataset name (a key of ``DATASETS``).
-        source: where it came from: ``"archive:/abs/path/cifar10.npz"``, ``"tfds"`` or
-            ``"sample"``.
+        source: where it came from: ``"archive:cifar10.npz sha256:<hex>"`` (the archive's
+            file name and the checksum of its bytes, never the machine's path), ``"tfds"`` or
+            ``"sample"``. Records written before the checksum hold ``"archive:cifar10.npz"``.
         x_train, y_train: training images and labels (without the validation images).
         x_val, y_val: the seeded validation split carved from the training set.
         x_test, y_test: test images and labels.
@@ -214,7 +218,7 @@ def _read_source(info: DatasetInfo, *, data_dir, source: str, allow_sample: bool
                 f"no archive {path}: unpack the data there (bash scripts/data.sh) or point "
                 f"data_dir / {DATA_DIR_ENV} at the directory holding {info.archive_name}"
             )
-        return read_archive(path, info), f"archive:{path}"
+        return read_archive(path, info), archive_source(path)
     if source == "sample":
         return _read_sample(info), "sample"
     if source == "tfds":
@@ -246,6 +250,27 @@ def _read_source(info: DatasetInfo, *, data_dir, source: str, allow_sample: bool
         f"{info.archive_name} (bash scripts/data.sh makes one), or connect to the network so "
         f"tensorflow-datasets can download it{hint}"
     )
+
+
+def archive_source(path: str | os.PathLike) -> str:
+    """The source string of an archive: its file name and sha256, not where it lies.
+
+    A record says which data it trained on without the path of the machine that ran it:
+    ``sha256sum cifar10.npz`` on another machine tells whether it holds the same file.
+    """
+    path = Path(path)
+    stat = path.stat()
+    return f"archive:{path.name} sha256:{_file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}"
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, read once per (path, size, modification time): archives are large."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_archive(path: str | os.PathLike, info: DatasetInfo) -> dict[str, np.ndarray]:
@@ -365,7 +390,15 @@ def _tfds_prepared(info: DatasetInfo) -> bool:
     """Has tensorflow-datasets already prepared the dataset locally? (ImportError without it.)"""
     import tensorflow_datasets as tfds  # lazily: it needs TensorFlow
 
-    return bool(tfds.builder(info.tfds_name).is_prepared())
+    # Only a question: tfds' warnings about half-written folders it finds while answering
+    # ("Variant folder ... has no dataset_info.json") are not the user's concern here.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        return bool(tfds.builder(info.tfds_name).is_prepared())
+    finally:
+        absl_logger.setLevel(level)
 
 
 def _read_tfds(info: DatasetInfo) -> dict[str, np.ndarray]:

@@ -35,8 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keras_cnns.records import atomic_write_bytes, atomic_write_text, exclusive, read_records
-from keras_cnns.reproduce import (
+from keras_cnns.experiments import (
     PRESETS,
     RECORDS_FILE,
     Experiment,
@@ -44,6 +43,7 @@ from keras_cnns.reproduce import (
     list_experiments,
     match_key,
 )
+from keras_cnns.records import atomic_write_bytes, atomic_write_text, exclusive, read_records
 
 INDEX_FILE = "README.md"
 REPORT_FILE = "README.md"
@@ -169,7 +169,7 @@ def run_rows(
 ) -> tuple[list[dict], int]:
     """One row per run (the last record of each run identity), and how many were superseded.
 
-    Two records are the same run when their tags match (``reproduce.match_key``): a re-run
+    Two records are the same run when their tags match (``experiments.match_key``): a re-run
     after a config change supersedes the older one; a completed record beats a diverged one.
     Records of other experiments are ignored.
     """
@@ -728,7 +728,9 @@ def _update_front_page(out_dir: Path, table: Sequence[str]) -> None:
     """Copy the index table into the project README's results block, when there is one.
 
     The block sits between ``README_START`` and ``README_END`` in the README beside
-    ``out_dir``; a README without the markers (or no README) is left alone.
+    ``out_dir``; a README without the markers (or no README) is left alone, and so is a block
+    generated from another folder: runs written to ``--out runs`` never change the project
+    README's table of the committed ``results/``.
     """
     readme = out_dir.resolve().parent / "README.md"
     if not readme.is_file():
@@ -738,6 +740,9 @@ def _update_front_page(out_dir: Path, table: Sequence[str]) -> None:
     if start < 0 or end < start:
         return
     prefix = out_dir.name
+    current = text[start + len(README_START) : end]
+    if current.strip() and f"[{prefix}/]({prefix}/README.md)" not in current:
+        return  # the block shows another folder (the committed results, not a user's runs/)
     rows = [
         line.replace("](", f"]({prefix}/", 1) if line.startswith("| [") else line for line in table
     ]
@@ -769,6 +774,31 @@ def headline(
     rows, _ = load_rows(experiment, out_dir)
     group = Group(preset, " ".join(o.strip() for o in overrides if o.strip()), tuned)
     return f"{experiment.name}: {verdict(experiment, rows, group)[0]}"
+
+
+def summary_table(
+    name: str,
+    out_dir: str | Path = "results",
+    *,
+    preset: str,
+    overrides: Sequence[str] = (),
+    tuned: bool = False,
+) -> str:
+    """The paper | ours | difference table of one group of an experiment, as aligned text.
+
+    The same rows as the table in the experiment's README, for a terminal; ``""`` when the
+    group has no completed run.
+    """
+    experiment = get_experiment(name)
+    rows, _ = load_rows(experiment, out_dir)
+    group = Group(preset, " ".join(o.strip() for o in overrides if o.strip()), tuned)
+    head, body = _summary_table(experiment, rows, group)
+    if not body:
+        return ""
+    widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [head, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def _cell(text: str) -> str:
@@ -843,32 +873,7 @@ def _group_section(
         lines += [f"{preset.purpose} Runtime: {preset.runtime}", ""]
     lines += ["**What this run shows:** " + " ".join(verdict(experiment, rows, group)), ""]
 
-    epochs_metric = experiment.metric == "epochs_to_train_error"
-    head = ["variant", "dataset", "paper", f"ours: {experiment.metric_label()}", "difference"]
-    head += (["seconds to target"] if epochs_metric else []) + [
-        "final train error %",
-        "epochs",
-        "train images",
-        "wall time s",
-    ]
-    body = []
-    for s in summary_rows(experiment, rows, group):
-        row = [
-            s["variant"], s["dataset"], _num(s["paper"]),
-            format_stat(s["stat"], digits=1 if epochs_metric else 2, max_epochs=s["epochs"]),
-            _signed(s["difference"]),
-        ]  # fmt: skip
-        if epochs_metric:
-            row.append(
-                format_stat(s["seconds_to_target"], digits=1) if s["seconds_to_target"].n else "—"
-            )
-        row += [
-            format_stat(s["final_train_error"]),
-            str(s["epochs"]),
-            str(s["n_train"]),
-            _num(s["wall_time"].mean, 0),
-        ]
-        body.append(row)
+    head, body = _summary_table(experiment, rows, group)
     if body:
         lines += _table(head, body) + [""]
 
@@ -920,6 +925,37 @@ def _group_section(
     for file in plot_files:
         lines += [f"![{experiment.name} {group.label} curves]({file})", ""]
     return lines
+
+
+def _summary_table(experiment: Experiment, rows, group: Group) -> tuple[list[str], list[list[str]]]:
+    """(head, body) of a group's table: variant | dataset | paper | ours | difference | ..."""
+    epochs_metric = experiment.metric == "epochs_to_train_error"
+    head = ["variant", "dataset", "paper", f"ours: {experiment.metric_label()}", "difference"]
+    head += (["seconds to target"] if epochs_metric else []) + [
+        "final train error %",
+        "epochs",
+        "train images",
+        "wall time s",
+    ]
+    body = []
+    for s in summary_rows(experiment, rows, group):
+        row = [
+            s["variant"], s["dataset"], _num(s["paper"]),
+            format_stat(s["stat"], digits=1 if epochs_metric else 2, max_epochs=s["epochs"]),
+            _signed(s["difference"]),
+        ]  # fmt: skip
+        if epochs_metric:
+            row.append(
+                format_stat(s["seconds_to_target"], digits=1) if s["seconds_to_target"].n else "—"
+            )
+        row += [
+            format_stat(s["final_train_error"]),
+            str(s["epochs"]),
+            str(s["n_train"]),
+            _num(s["wall_time"].mean, 0),
+        ]
+        body.append(row)
+    return head, body
 
 
 def _range(rows, column: str) -> str:

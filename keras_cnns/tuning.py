@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keras_cnns import experiments
 from keras_cnns.errors import DataError, DivergedError, UserError
 from keras_cnns.records import atomic_write_text, read_records
 
@@ -175,9 +176,7 @@ def search_space(name: str) -> tuple[HyperParam, ...]:
         UserError: no search space is declared for ``name``.
     """
     if name not in SEARCH_SPACES:
-        from keras_cnns import reproduce
-
-        reproduce.get_experiment(name)  # an unknown name: the error names the closest
+        experiments.get_experiment(name)  # an unknown name: the error names the closest
         raise UserError(
             f"no search space for experiment {name!r}; tunable experiments: "
             f"{', '.join(sorted(SEARCH_SPACES))}"
@@ -305,9 +304,7 @@ def values_to_overrides(values: Mapping[str, Any]) -> list[str]:
 
 def _experiment_configs(name: str, preset: str) -> dict[str, Any]:
     """``{variant: TrainConfig}`` of a reproduction's preset."""
-    from keras_cnns import reproduce
-
-    return reproduce.preset_configs(name, preset)
+    return experiments.preset_configs(name, preset)
 
 
 def _search_dir(out_dir: str | Path, name: str, variant: str) -> Path:

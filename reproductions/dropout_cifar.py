@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.reproduce import Experiment, Ordering, Preset
+from keras_cnns.experiments import Experiment, Ordering, Preset
 
 _NONE = TrainConfig(
     model="dropout_cifar",

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.reproduce import Experiment, Ordering, Preset
+from keras_cnns.experiments import Experiment, Ordering, Preset
 
 _LENET5 = TrainConfig(
     model="lenet5",  # Table I C3, trainable subsampling, RBF output, 1.7159 tanh(2a/3)

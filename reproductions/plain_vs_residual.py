@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.reproduce import Experiment, Ordering, Preset
+from keras_cnns.experiments import Experiment, Ordering, Preset
 
 _RECIPE = TrainConfig(
     model="plain20_cifar",

@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.reproduce import Experiment, Ordering, Preset, Ratio, Sweep
+from keras_cnns.experiments import Experiment, Ordering, Preset, Ratio, Sweep
 
 _RELU = TrainConfig(
     model="cifar_4layer",

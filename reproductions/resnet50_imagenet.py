@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.reproduce import Experiment, Preset
+from keras_cnns.experiments import Experiment, Preset
 
 _RESNET50 = TrainConfig(
     model="resnet50",  # Table 1: bottleneck blocks 3-4-6-3, 25,636,712 parameters

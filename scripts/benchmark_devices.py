@@ -1,6 +1,6 @@
-"""Training throughput: the single-device path against the distribution path (issue 8).
+"""Training throughput: the single-device path against the distribution path.
 
-The check issue 8 asks for on a GPU: one device trained through the distribution API
+The target, on a GPU: one device trained through the distribution API
 (``keras.distribution.DataParallel`` on JAX, ``tf.distribute.MirroredStrategy`` on TensorFlow,
 forced with ``distribute.placement(1, force=True)``) must be as fast as the plain one-device
 path, within 5%. This script measures the steady-state images per second of the engine's own
@@ -25,25 +25,16 @@ naming the backend, the device and the versions. CPU numbers say nothing about a
 test suite runs this at tiny sizes into a temporary directory, with virtual CPU devices
 (``--cpu-devices``), to check the machinery only.
 
-The GPU run (left for a session with a GPU). The device machine has JAX and CUDA but no Keras
-(and no TensorFlow): carry the wheels. Once, here, in the repository root:
+On a GPU (not measured yet): on a machine with an NVIDIA GPU, install the package with JAX
+for CUDA (``pip install -e . "jax[cuda12]"``), then, in the repository root (a few minutes):
 
-    echo /.whl/ >> .git/info/exclude
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \\
-        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \\
-        --platform manylinux2014_x86_64 -d .whl keras==3.15.1 namex==0.1.0 optree==0.20.0
+    python scripts/benchmark_devices.py --backend jax --model resnet50 --image-size 224 \\
+        --batch-size 128 --steps 40 --warmup 2 --repeats 5 --precision mixed_bfloat16
 
-then one device call (``carry: [".whl"]``, a few minutes):
-
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \\
-        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 &&
-    python3 scripts/benchmark_devices.py --backend jax --model resnet50 --image-size 224 \\
-        --batch-size 128 --steps 40 --warmup 2 --repeats 5 --precision mixed_bfloat16 \\
-        --out $OUT/benchmarks
-
-and copy ``devices.md`` / ``devices.csv`` back into ``results/benchmarks/``. Expect the plain
-path to keep the data on the GPU (``DeviceFeed``) and the distribution path to copy each batch
-from the host (``ShardedFeed``): the table names each row's feed.
+It writes ``results/benchmarks/devices.md`` and ``devices.csv`` (``--out DIR`` for another
+folder). Expect the plain path to keep the data on the GPU (``DeviceFeed``) and the
+distribution path to copy each batch from the host (``ShardedFeed``): the table names each
+row's feed.
 """
 
 from __future__ import annotations
@@ -64,7 +55,7 @@ COLUMNS = (
     "backend", "path", "devices", "api", "feed", "model", "image_size", "batch_size", "precision",
     "steps", "repeats", "images_per_second", "spread", "device", "versions",
 )  # fmt: skip
-TARGET = 0.05  # issue 8: the distribution path on 1 device within 5% of the single-device path
+TARGET = 0.05  # the distribution path on 1 device within 5% of the single-device path
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -149,7 +140,7 @@ def _worker(case: dict) -> dict:
     available = distribute.placement("all", force=True).replicas if distributed else 1
     timed = seconds[case["warmup"] :]
     median = statistics.median(timed)
-    versions = training._versions()
+    versions = training.environment._versions()
     return {
         "backend": case["backend"],
         "path": case["path"],
@@ -164,7 +155,7 @@ def _worker(case: dict) -> dict:
         "repeats": case["repeats"],
         "images_per_second": round(n / median, 2),
         "spread": round((max(timed) - min(timed)) / median, 4),
-        "device": training._device_name(),
+        "device": training.environment._device_name(),
         "versions": " ".join(f"{k} {v}" for k, v in sorted(versions.items())),
         "available": available,  # devices the distribution path could use
     }
@@ -230,7 +221,7 @@ def _write(rows: list[dict], out: Path, command: str) -> None:
         lines += [
             "",
             f"The distribution path on one device trains at {ratio:.3f} x the single-device path: "
-            f"{verdict} issue 8's {100 * TARGET:.0f}% on this hardware.",
+            f"{verdict} the {100 * TARGET:.0f}% target on this hardware.",
         ]
     if single["device"] == "cpu":
         lines += ["", "CPU numbers: they check the machinery, not the GPU target."]

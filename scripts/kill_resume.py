@@ -577,7 +577,7 @@ def source() -> dict:
             for path in files
         )
     return {
-        "package": str(package),
+        "package": package.name,  # the folder, not the path of the machine that ran it
         "sha256": digest.hexdigest(),
         "git": head.decode().strip() if head else None,
         "uncommitted_changes": differs,

@@ -1,11 +1,11 @@
-"""Make keras_cnns/data/mnist_sample.npz: a small, real MNIST sample shipped in the package.
+"""Make keras_cnns/sample_data/mnist_sample.npz: a small, real MNIST sample shipped in the package.
 
 The sample lets ``load_dataset("mnist", allow_sample=True)`` run (tests, demos, smoke runs)
 on a machine with neither the full archive nor a network. It is 5,000 training and 1,000 test
 images drawn uniformly without replacement, with a fixed seed, from the full MNIST archive,
 kept in their original order and in the archive's layout (uint8 ``x_train`` N x 28 x 28,
 ``y_train``, ``x_test``, ``y_test``). MNIST is by Y. LeCun, C. Cortes and C. Burges and may
-be redistributed with credit (see keras_cnns/data/README.md).
+be redistributed with credit (see keras_cnns/sample_data/README.md).
 
     python scripts/make_mnist_sample.py                      # from .data/mnist.npz
     python scripts/make_mnist_sample.py --source PATH --out PATH
@@ -54,7 +54,7 @@ def make_sample(source: Path, out: Path, *, seed: int = SEED) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=ROOT / ".data" / "mnist.npz")
-    parser.add_argument("--out", type=Path, default=ROOT / "keras_cnns" / "data" / "mnist_sample.npz")
+    parser.add_argument("--out", type=Path, default=ROOT / "keras_cnns" / "sample_data" / "mnist_sample.npz")
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args()
     digest = make_sample(args.source, args.out, seed=args.seed)

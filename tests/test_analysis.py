@@ -1,5 +1,5 @@
 """The lecture's CNN arithmetic (keras_cnns.analysis), checked against the lecture notes'
-numbers (../shared/seeds), against what Keras itself computes, and against brute force."""
+numbers, against what Keras itself computes, and against brute force."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The engine's fast paths (issue 6) and the benchmark that times them.
+"""The engine's fast paths and the benchmark that times them.
 
 Every fast path must train exactly like the plain one: the same compiled step runs on the
 same batches in the same order, so on a CPU (deterministic kernels) the losses, metrics and
@@ -85,7 +85,7 @@ def _train_two_epochs(*, on_device: bool, steps_per_execution: int, sync_check: 
     feed = training.make_feed(x, y, on_device=on_device)
     val = training.make_feed(x[:40], y[:40], on_device=on_device)
     losses = _StepLosses()
-    detector = benchmark._sync_detector(training)() if sync_check else training.StopOnNonFinite()
+    detector = benchmark.measure._sync_detector(training)() if sync_check else training.StopOnNonFinite()
     histories = []
     for epoch in range(2):
         training.reset_seed_generators(wrapper, 3, epoch)
@@ -166,7 +166,7 @@ def test_nan_check_off_the_main_thread_finds_the_same_first_batch():
     found = []
     for sync in (True, False):
         wrapper = _compiled()
-        detector = benchmark._sync_detector(training)() if sync else training.StopOnNonFinite()
+        detector = benchmark.measure._sync_detector(training)() if sync else training.StopOnNonFinite()
         fit = training.fit_epoch(
             wrapper, training.HostFeed(x, y), batch_size=BATCH, epoch=0, callbacks=[detector]
         )
@@ -191,7 +191,7 @@ def test_stop_on_non_finite_keeps_the_earliest_batch_when_hooks_run_out_of_order
     for t in threads:
         t.join()
     assert (detector.batch, detector.loss, fitted.stop_training) == (5, float("inf"), True)
-    assert training.StopOnNonFinite.async_safe and training._EpochProgbar.async_safe
+    assert training.StopOnNonFinite.async_safe and training.callbacks._EpochProgbar.async_safe
 
 
 def test_train_records_the_same_run_with_steps_per_execution(
@@ -204,7 +204,7 @@ def test_train_records_the_same_run_with_steps_per_execution(
     )  # fmt: skip
     plain = training.train(config, out_dir=tmp_path / "plain", data_dir=data_dir, verbose=0)
     if backend == "jax":
-        monkeypatch.setattr(training, "device_data_fits", lambda *arrays: True)
+        monkeypatch.setattr(training.feeds, "device_data_fits", lambda *arrays: True)
     fast = training.train(
         config.replace(steps_per_execution=2),
         out_dir=tmp_path / "fast",
@@ -265,7 +265,7 @@ def test_cpu_sized_benchmark_writes_its_table(tmp_path, backend, capsys):
         assert (r["device"], r["peak_memory_mib"], r["trainable_params"]) == ("cpu", "n/a", "89578")
         assert r["data"] == "host" and r["passes"] == "1" and r["steps_per_pass"] == "1"
     reference = [r for r in rows if r["backend"] == benchmark.REFERENCE]
-    if benchmark._installed("torch") and first:
+    if benchmark.cases._installed("torch") and first:
         assert [r["status"] for r in reference] == ["ok", "ok"]
         assert {r["trainable_params"] for r in reference} == {"853018"}
     readme = (out / "README.md").read_text()
@@ -327,7 +327,7 @@ def test_targets_are_judged_from_gpu_rows_only():
         _gpu_row("float32", 512, "off", 30_000),
         _gpu_row("mixed_bfloat16", 512, "off", 39_000),
     ]
-    verdicts = dict(benchmark._targets(rows))
+    verdicts = dict(benchmark.report._targets(rows))
     first, second, mixed, augment, recipe = verdicts.values()
     assert first.startswith("met: 21,000 (float32")
     assert second.startswith("NOT met: 39,000")
@@ -339,7 +339,7 @@ def test_targets_are_judged_from_gpu_rows_only():
     # 64,000 steps x 128 images at 18,000 img/s (the augmented batch-128 row): 7.6 minutes.
     assert recipe.startswith("estimate only") and "7.6 min" in recipe
     cpu = [dict(r, device="cpu") for r in rows]
-    assert all(v.startswith("not measured") for _, v in benchmark._targets(cpu))
+    assert all(v.startswith("not measured") for _, v in benchmark.report._targets(cpu))
 
 
 def test_ratio_to_the_reference_matches_precision_batch_augment_and_device():
@@ -349,7 +349,7 @@ def test_ratio_to_the_reference_matches_precision_batch_augment_and_device():
         _gpu_row("float32", 128, "on", 9_000),  # no reference with augmentation
         _gpu_row("float32", 128, "off", 8_000, model="resnet20_cifar"),  # another model
     ]
-    benchmark._add_ratios(rows)
+    benchmark.report._add_ratios(rows)
     assert [r["vs_reference"] for r in rows] == [4.0, 1.0, "", ""]
 
 
@@ -360,18 +360,18 @@ def test_modes_table_compares_each_mode_with_plain():
         _gpu_row("float32", 128, "off", 16_000, mode="engine", steps_per_execution="8"),
         _gpu_row("float32", 512, "off", 30_000, mode="engine"),  # no plain row to compare with
     ]
-    table = benchmark._modes_table(rows)
+    table = benchmark.report._modes_table(rows)
     assert "| async | 1 | 15,000 | 1.50 |" in table and "| engine | 8 | 16,000 | 1.60 |" in table
     assert "| 512 |" not in table
-    assert benchmark._modes_table(rows[:1]) == ""  # plain alone: nothing to compare
-    share = benchmark._augment_table([rows[0], dict(rows[0], augment="on", step_ms="14.08")])
+    assert benchmark.report._modes_table(rows[:1]) == ""  # plain alone: nothing to compare
+    share = benchmark.report._augment_table([rows[0], dict(rows[0], augment="on", step_ms="14.08")])
     assert "| 12.80 | 14.08 | 9.1% |" in share
 
 
 def test_merge_keeps_earlier_rows_this_run_did_not_measure():
     old = [_gpu_row("float32", 128, "off", 9_000), _gpu_row("float32", 512, "off", 25_000)]
     new = [_gpu_row("float32", 128, "off", 11_000)]
-    rows = benchmark._combine(old, new)
+    rows = benchmark.report._combine(old, new)
     assert sorted(float(r["images_per_s"]) for r in rows) == [11_000, 25_000]
 
 

@@ -12,7 +12,7 @@ from keras_cnns import build_model, get_entry, list_models
 
 NAMES = [e.name for e in list_models()]
 
-# The figures the project promises (issue "Foundation"; ../shared/papers.md), at each model's
+# The figures the project promises (the papers' and keras.applications' counts), at each model's
 # default input shape and number of classes. "total" includes BN statistics and fixed weights.
 REFERENCE_COUNTS = {
     # name: (kind, count)

@@ -1,4 +1,4 @@
-"""Reliability (issue 7): kill and resume, concurrent writers, damaged inputs, divergence,
+"""Reliability: kill and resume, concurrent writers, damaged inputs, divergence,
 determinism.
 
 The kill-and-resume test runs ``scripts/kill_resume.py`` itself with three kills (about a
@@ -425,7 +425,7 @@ def test_a_resumed_run_cleans_up_a_killed_writers_temp_files(
     # The final model and every checkpoint the state names carry their sha256.
     state = json.loads((run_dir / "state.json").read_text())
     assert set(state["checksums"]) == {"epoch-0002.weights.h5", "model.keras"}
-    assert state["checksums"]["model.keras"] == training._sha256(run_dir / "model.keras")
+    assert state["checksums"]["model.keras"] == training.checkpoints._sha256(run_dir / "model.keras")
 
 
 def test_a_run_killed_while_appending_its_record_appends_it_once(
@@ -471,7 +471,7 @@ def _check_diverged_run(out: Path, config: TrainConfig, *, epoch: int) -> dict:
         )
     assert arrays and all(np.isfinite(a).all() for a in arrays if a.dtype.kind == "f")
     assert (
-        training._sha256(run_dir / state["checkpoint"]) == state["checksums"][state["checkpoint"]]
+        training.checkpoints._sha256(run_dir / state["checkpoint"]) == state["checksums"][state["checkpoint"]]
     )
     return record
 

@@ -19,18 +19,12 @@ from pathlib import Path
 import pytest
 
 import keras_cnns
-from keras_cnns import cli, reproduce, results
+from keras_cnns import cli, experiments, reproduce, results
 from keras_cnns.errors import DivergedError
+from keras_cnns.experiments import PRESETS, REQUIRED_PRESETS, get_experiment, list_experiments
 from keras_cnns.records import append_record, read_records
 from keras_cnns.registry import get_entry
-from keras_cnns.reproduce import (
-    PRESETS,
-    REQUIRED_PRESETS,
-    get_experiment,
-    list_experiments,
-    plan_runs,
-    plan_sweep,
-)
+from keras_cnns.reproduce import plan_runs, plan_sweep
 
 NAMES = list_experiments()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -102,7 +96,7 @@ def test_every_cifar_experiment_has_a_cpu_preset_between_smoke_and_paper():
 @pytest.mark.smoke
 @pytest.mark.parametrize("name", NAMES)
 def test_module_header_states_claim_runtimes_and_command(name):
-    module = importlib.import_module(reproduce.EXPERIMENTS[name])
+    module = importlib.import_module(experiments.EXPERIMENTS[name])
     doc = module.__doc__
     for needed in ("Claim:", "Measured:", "Runtimes:", "paper:", "quick:", "smoke:", f"keras-cnns reproduce {name}"):
         assert needed in doc, needed
@@ -114,7 +108,7 @@ def test_module_header_states_claim_runtimes_and_command(name):
 def test_importing_reproductions_and_reports_does_not_import_keras():
     code = (
         "import sys, keras_cnns.cli, keras_cnns.reproduce, keras_cnns.results\n"
-        f"for n in {NAMES!r}: keras_cnns.reproduce.get_experiment(n)\n"
+        f"for n in {NAMES!r}: keras_cnns.experiments.get_experiment(n)\n"
         "keras_cnns.cli.build_parser()\n"
         "assert 'keras' not in sys.modules, 'keras imported'\n"
     )

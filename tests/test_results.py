@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from keras_cnns import results
+from keras_cnns.experiments import get_experiment, list_experiments, match_key
 from keras_cnns.records import append_record
-from keras_cnns.reproduce import get_experiment, list_experiments, match_key
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -309,3 +309,26 @@ def test_report_without_records_says_so(tmp_path):
     path = results.write_report("lenet5-mnist", tmp_path)
     assert "No runs recorded yet." in path.read_text()
     assert pd.read_csv(io.StringIO((tmp_path / "lenet5-mnist" / "results.csv").read_text())).empty
+
+
+def test_summary_table_for_the_terminal_has_the_readme_rows(tmp_path):
+    write_records(tmp_path, PVR, [make_record(PVR, "plain20", test_error=12.5), make_record(PVR, "resnet20", test_error=9.0)])
+    table = results.summary_table(PVR, tmp_path, preset="smoke").splitlines()
+    assert table[0].split()[:3] == ["variant", "dataset", "paper"] and set(table[1]) <= {"-", " "}
+    assert [line.split()[0] for line in table[2:]] == ["plain20", "resnet20"]
+    assert "12.50 (n=1)" in table[2] and "9.00 (n=1)" in table[3]
+    assert results.summary_table(PVR, tmp_path, preset="quick") == ""  # nothing recorded
+
+
+def test_front_page_shows_only_the_folder_it_was_generated_from(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"# x\n\n{results.README_START}\nfrom [results/](results/README.md)\n{results.README_END}\n"
+    )
+    before = readme.read_text()
+    write_records(tmp_path / "runs", PVR, [make_record(PVR, "plain20")])
+    results.write_index(tmp_path / "runs")  # a user's own runs: the front page stays
+    assert readme.read_text() == before
+    write_records(tmp_path / "results", PVR, [make_record(PVR, "plain20")])
+    results.write_index(tmp_path / "results")
+    assert "[plain-vs-residual](results/plain-vs-residual/README.md)" in readme.read_text()

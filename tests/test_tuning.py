@@ -33,9 +33,9 @@ def _tiny(config):
 
 
 def _smoke_configs(name=EXPERIMENT):
-    from keras_cnns import reproduce
+    from keras_cnns import experiments
 
-    return reproduce.preset_configs(name, "smoke")
+    return experiments.preset_configs(name, "smoke")
 
 
 class FakeEngine:
@@ -98,14 +98,14 @@ def _fake_engine(monkeypatch, **kwargs) -> FakeEngine:
 
 @pytest.mark.smoke
 def test_every_reproduction_has_a_valid_search_space():
-    from keras_cnns import reproduce
+    from keras_cnns import experiments
 
-    assert set(tuning.SEARCH_SPACES) == set(reproduce.EXPERIMENTS)
+    assert set(tuning.SEARCH_SPACES) == set(experiments.EXPERIMENTS)
     for name, space in tuning.SEARCH_SPACES.items():
         assert space, name
         assert len({p.name for p in space}) == len(space), name
         for preset in ("smoke", "paper"):
-            for config in reproduce.preset_configs(name, preset).values():
+            for config in experiments.preset_configs(name, preset).values():
                 tuning.check_space(space, config)  # raises if a name fits neither config nor model
 
 

@@ -1,0 +1,182 @@
+"""Running the cases: one worker process per backend (or per compiled step), rows as they come.
+
+``run(plan)`` starts ``python -m keras_cnns.benchmark --worker SPEC.json`` for each group of
+cases, reads each case's row as soon as the worker writes it, and rewrites the CSV and the
+README after every worker, so a run stopped part way keeps what it measured. ``worker_main``
+is the worker's side: it measures its cases (``measure`` for Keras, ``reference`` for
+PyTorch) and appends one JSON row per case; a group that fails (out of memory, an unsupported
+dtype) is a row with its error, not a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from keras_cnns.benchmark.cases import (
+    CSV_FILE,
+    README_FILE,
+    REFERENCE,
+    Case,
+    Plan,
+    Sizes,
+    _row,
+    _row_key,
+)
+from keras_cnns.benchmark.measure import measure_keras
+from keras_cnns.benchmark.reference import measure_reference
+from keras_cnns.benchmark.report import _combine, _read_csv, format_table, write_outputs
+
+
+def run(plan: Plan, *, echo=print) -> list[dict]:
+    """Measure every case of ``plan`` in worker processes, then write the CSV and the README.
+
+    The outputs are rewritten after each worker, so a run stopped part way keeps what it
+    measured.
+
+    Returns:
+        The rows written (this run's, plus the kept rows of an earlier run with ``merge``).
+    """
+    plan.out.mkdir(parents=True, exist_ok=True)
+    kept = _read_csv(plan.out / CSV_FILE) if plan.merge or plan.report_only else []
+    if plan.report_only:
+        rows = _combine(kept, [])
+        write_outputs(rows, plan)
+        echo(format_table(rows))
+        echo(f"keras-cnns benchmark: rewrote {plan.out / README_FILE} from {plan.out / CSV_FILE}")
+        return rows
+    measured: list[dict] = []
+    groups = _worker_groups(plan)
+    echo(
+        f"keras-cnns benchmark: {len(plan.cases)} cases in {len(groups)} worker process(es), "
+        f"{plan.sizes.name} sizes ({plan.sizes.images} images a pass, {plan.sizes.warmup} warm-up, "
+        f"median of {plan.sizes.repeats})"
+    )
+    rows: list[dict] = []
+    for group in groups:
+        for row in _run_worker(group, plan):
+            row["command"] = plan.command
+            measured.append(row)
+            echo(_progress_line(row))
+            rows = _combine(kept, measured)
+            write_outputs(rows, plan)
+    echo(format_table(rows))
+    echo(f"keras-cnns benchmark: wrote {plan.out / CSV_FILE} and {plan.out / README_FILE}")
+    return rows
+
+
+def _worker_groups(plan: Plan) -> list[list[Case]]:
+    if plan.isolate == "case":
+        return _compile_groups(plan.cases)
+    groups: dict[str, list[Case]] = {}
+    for case in plan.cases:
+        groups.setdefault(case.backend, []).append(case)
+    return list(groups.values())
+
+
+def _run_worker(cases: list[Case], plan: Plan) -> Iterator[dict]:
+    """Run ``cases`` in one ``python -m keras_cnns.benchmark --worker`` process; yield each
+    case's row as soon as the worker has written it."""
+    backend = cases[0].backend
+    with tempfile.TemporaryDirectory(prefix="keras-cnns-benchmark-") as tmp:
+        spec, result, log = Path(tmp, "spec.json"), Path(tmp, "rows.jsonl"), Path(tmp, "log.txt")
+        spec.write_text(
+            json.dumps(
+                {
+                    "cases": [dataclasses.asdict(c) for c in cases],
+                    "sizes": dataclasses.asdict(plan.sizes),
+                    "isolated": len(_compile_groups(cases)) == 1,
+                    "result": str(result),
+                }
+            )
+        )
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if backend != REFERENCE:
+            env["KERAS_BACKEND"] = backend
+        # The folder holding keras_cnns (this file is keras_cnns/benchmark/runner.py), wherever
+        # it was imported from.
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        command = [sys.executable, "-m", "keras_cnns.benchmark", "--worker", str(spec)]
+        done: set[tuple] = set()
+        failure = None
+        with open(log, "w") as output:
+            process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+            started = time.monotonic()
+            while True:
+                finished = process.poll() is not None
+                text = result.read_text() if result.is_file() else ""
+                lines = text[: text.rfind("\n") + 1].splitlines()  # whole lines only
+                for line in lines[len(done) :]:
+                    row = json.loads(line)
+                    done.add(_row_key(row))
+                    yield row
+                if finished:
+                    break
+                if plan.timeout and time.monotonic() - started > plan.timeout:
+                    process.kill()
+                    process.wait()
+                    failure = f"worker stopped after {plan.timeout:g} s (--timeout)"
+                    break
+                time.sleep(0.5)
+        if failure is None and process.returncode != 0:
+            failure = f"worker exited {process.returncode}: {_last_line(log.read_text())}"
+    for case in cases:
+        if case.key not in done:
+            yield _row(case, status=f"error: {failure or 'no result'}")
+
+def _last_line(text: str) -> str:
+    lines = [t.strip() for t in text.splitlines() if t.strip()]
+    return lines[-1][:300] if lines else "(no output)"
+
+def _progress_line(row: dict) -> str:
+    what = (
+        f"{row['backend']} {row['model']} {row['precision']} batch {row['batch_size']} "
+        f"augment {row['augment']} {row['mode']} ({row['steps_per_execution']} steps/call)"
+    )
+    if row["status"] != "ok":
+        return f"  {what}: {row['status']}"
+    return f"  {what}: {float(row['images_per_s']):,.0f} img/s ({row['step_ms']} ms/step)"
+
+
+# --- the worker (one process, one backend) ---------------------------------------------------------
+
+
+def worker_main(spec_path: str) -> int:
+    """Measure the cases of a spec file, appending one JSON row per case to its result file."""
+    spec = json.loads(Path(spec_path).read_text())
+    sizes = Sizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["sizes"].items()})
+    for group in _compile_groups([Case(**item) for item in spec["cases"]]):
+        try:
+            if group[0].backend == REFERENCE:
+                rows = [measure_reference(group[0], sizes, isolated=spec["isolated"])]
+            else:
+                rows = measure_keras(group, sizes, isolated=spec["isolated"])
+        except Exception as err:  # a group failing (out of memory, unsupported dtype) is a row
+            message = " ".join(str(err).split())[:300]
+            rows = [_row(case, status=f"error: {type(err).__name__}: {message}") for case in group]
+        with open(spec["result"], "a") as f:
+            f.write("".join(json.dumps(row) + "\n" for row in rows))
+    return 0
+
+
+def _compile_groups(cases: Sequence[Case]) -> list[list[Case]]:
+    """The cases grouped by what is compiled: the engine modes of one model, precision, batch,
+    augmentation and steps per execution share one compiled step (the reference: one each)."""
+    groups: dict[tuple, list[Case]] = {}
+    for case in cases:
+        key = case.key if case.backend == REFERENCE else _compile_key(case)
+        groups.setdefault(key, []).append(case)
+    return list(groups.values())
+
+
+def _compile_key(case: Case) -> tuple:
+    return dataclasses.astuple(dataclasses.replace(case, mode=""))

@@ -1,0 +1,287 @@
+"""The experiments as data: what a paper claims, and the presets that re-run it.
+
+An ``Experiment`` is what a paper claims and how it is re-run: its variants as
+``TrainConfig``\\ s for the ``paper`` preset (the paper's recipe, with every unstated choice
+written down as a deviation), the paper's numbers, the metric compared, and two smaller
+presets derived from the paper's with ``dataclasses.replace``: ``quick`` (one GPU, about ten
+minutes of training) and ``smoke`` (CPU, under two minutes, a real-data subset). A ``Sweep``
+makes a small search part of an experiment (Krizhevsky et al. tuned each net's learning rate
+for speed); ``Ordering`` and ``Ratio`` are the paper's claims the report checks.
+
+The reproductions themselves live in ``reproductions/``, one module per paper claim, each
+holding one ``EXPERIMENT``; ``get_experiment`` imports it on first use. ``match_key`` says
+which records are the same run.
+
+This module sits below everything that uses experiments: the runner
+(``keras_cnns.reproduce``), the reports (``keras_cnns.results``) and the tuner
+(``keras_cnns.tuning``) import it, and it imports none of them. Nothing here imports Keras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from keras_cnns.errors import UserError
+from keras_cnns.experiment import TrainConfig
+
+# From the most to the least complete: the paper's recipe, one GPU for about ten minutes, two CPU
+# cores for a few hours (the claim's regime, scaled down), a CPU check of the pipeline.
+PRESETS = ("paper", "quick", "cpu", "smoke")
+# Every experiment has these; "quick" and "cpu" may be left out where they make no sense (a
+# paper recipe that already fits on a CPU, an ImageNet run).
+REQUIRED_PRESETS = ("paper", "smoke")
+METRICS = ("test_error", "epochs_to_train_error")
+QUANTITIES = ("metric", "final_train_error", "seconds_to_target", "epoch_time")
+RECORDS_FILE = "records.jsonl"
+
+# Experiment name -> the module that defines its EXPERIMENT (imported on first use).
+EXPERIMENTS: dict[str, str] = {
+    "dropout-cifar": "reproductions.dropout_cifar",
+    "relu-vs-tanh": "reproductions.relu_vs_tanh",
+    "plain-vs-residual": "reproductions.plain_vs_residual",
+    "stochastic-depth": "reproductions.stochastic_depth",
+    "lenet5-mnist": "reproductions.lenet5_mnist",
+    "resnet50-imagenet": "reproductions.resnet50_imagenet",
+}
+
+# The tags that identify a run in the records: two records with the same values and run_id
+# are the same run. ("host" is informative only.)
+MATCH_TAGS = ("experiment", "preset", "variant", "dataset", "seed", "phase", "overrides", "tuned", "sweep_value")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A small search over one ``TrainConfig`` field, run before the main runs.
+
+    Attributes:
+        param: the field searched, for example ``"learning_rate"``.
+        values: variant -> the values tried for it.
+        epochs: epochs of each sweep run.
+        seed: the seed of the sweep runs.
+    """
+
+    param: str
+    values: Mapping[str, tuple[Any, ...]]
+    epochs: int
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "values", MappingProxyType({k: tuple(v) for k, v in self.values.items()}))
+        if self.param not in {f.name for f in dataclasses.fields(TrainConfig)}:
+            raise ValueError(f"sweep param {self.param!r} is not a TrainConfig field")
+        if self.epochs <= 0 or any(not v for v in self.values.values()):
+            raise ValueError("a sweep needs positive epochs and at least one value per variant")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One way of running an experiment.
+
+    Attributes:
+        configs: variant -> ``TrainConfig`` (its ``dataset`` is replaced by each of
+            ``datasets`` in turn; ``seed`` by each seed).
+        datasets: the datasets every variant runs on.
+        purpose: one line: what the preset is for.
+        runtime: measured runtime with the hardware it was measured on (or "not yet measured").
+        deviations: where this preset departs from the paper beyond the experiment's own
+            deviations (shorter schedules, subsets, smaller nets); they reach the table notes.
+        sweep: a search run before the main runs, or ``None``.
+    """
+
+    configs: Mapping[str, TrainConfig]
+    datasets: tuple[str, ...]
+    purpose: str
+    runtime: str
+    deviations: tuple[str, ...] = ()
+    sweep: Sweep | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "configs", MappingProxyType(dict(self.configs)))
+        object.__setattr__(self, "datasets", tuple(self.datasets))
+        object.__setattr__(self, "deviations", tuple(self.deviations))
+        if not self.configs or not self.datasets:
+            raise ValueError("a preset needs at least one variant and one dataset")
+        for variant, config in self.configs.items():
+            if not isinstance(config, TrainConfig):
+                raise TypeError(f"variant {variant!r}: expected a TrainConfig, got {type(config).__name__}")
+            for dataset in self.datasets:
+                config.replace(dataset=dataset)  # every combination must validate
+        if self.sweep is not None:
+            unknown = set(self.sweep.values) - set(self.configs)
+            if unknown:
+                raise ValueError(f"sweep values for unknown variants: {sorted(unknown)}")
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """A claim of the paper: ``lower`` has a lower ``quantity`` than ``higher``.
+
+    ``quantity``: ``"metric"`` (the experiment's metric) or ``"final_train_error"``.
+    """
+
+    lower: str
+    higher: str
+    quantity: str = "metric"
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio the paper states, ``quantity(numerator) / quantity(denominator)``.
+
+    Attributes:
+        numerator: variant.
+        denominator: variant.
+        quantity: one of ``QUANTITIES``.
+        label: what the ratio means, for the report.
+        paper: the paper's value, or ``None`` where it gives none.
+    """
+
+    numerator: str
+    denominator: str
+    quantity: str
+    label: str
+    paper: float | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A paper's claim and how it is re-run (see the module docstring).
+
+    Attributes:
+        name: command-line name, for example ``"plain-vs-residual"``.
+        title: a short heading.
+        paper: citation with table or figure.
+        claim: the claim in one sentence.
+        metric: ``"test_error"`` (percent) or ``"epochs_to_train_error"`` (the first epoch
+            whose training error, as Keras reports it during the epoch, is at most
+            ``target_train_error``).
+        paper_numbers: variant -> dataset -> the paper's value of ``metric``.
+        presets: ``"paper"`` and ``"smoke"``, and ``"quick"`` and ``"cpu"`` where they make
+            sense; in the order of ``PRESETS``.
+        deviations: departures from the paper common to every preset.
+        target_train_error: the training error (percent) of ``epochs_to_train_error``.
+        orderings: orderings the paper claims, checked in the report.
+        ratios: ratios the paper states, computed in the report.
+        panels: plot panel title -> the variants drawn in it (default: one panel, all).
+        curves: what the curve plots draw: ``"train"`` and/or ``"val"`` error per epoch.
+        notes: further lines for the report (what stands in for what).
+    """
+
+    name: str
+    title: str
+    paper: str
+    claim: str
+    metric: str
+    paper_numbers: Mapping[str, Mapping[str, float]]
+    presets: Mapping[str, Preset]
+    deviations: tuple[str, ...] = ()
+    target_train_error: float = 25.0
+    orderings: tuple[Ordering, ...] = ()
+    ratios: tuple[Ratio, ...] = ()
+    panels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    curves: tuple[str, ...] = ("train", "val")
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        freeze = object.__setattr__
+        freeze(self, "paper_numbers", MappingProxyType({k: MappingProxyType(dict(v)) for k, v in self.paper_numbers.items()}))
+        freeze(self, "presets", MappingProxyType(dict(self.presets)))
+        freeze(self, "panels", MappingProxyType({k: tuple(v) for k, v in self.panels.items()}))
+        if self.metric not in METRICS:
+            raise ValueError(f"{self.name}: metric must be one of {METRICS}")
+        if tuple(self.presets) != tuple(p for p in PRESETS if p in self.presets) or not set(
+            REQUIRED_PRESETS
+        ) <= set(self.presets):
+            raise ValueError(
+                f"{self.name}: presets must include {', '.join(REQUIRED_PRESETS)} and come from "
+                f"{', '.join(PRESETS)}, in that order"
+            )
+        variants = set(self.variants)
+        for preset_name, preset in self.presets.items():
+            extra = set(preset.configs) - variants
+            if extra:
+                raise ValueError(f"{self.name}: preset {preset_name} has variants not in the paper preset: {sorted(extra)}")
+        named = set(self.paper_numbers) | {v for o in self.orderings for v in (o.lower, o.higher)}
+        named |= {v for r in self.ratios for v in (r.numerator, r.denominator)}
+        named |= {v for vs in self.panels.values() for v in vs}
+        if named - variants:
+            raise ValueError(f"{self.name}: unknown variants named: {sorted(named - variants)}")
+        if any(o.quantity not in QUANTITIES for o in self.orderings) or any(
+            r.quantity not in QUANTITIES for r in self.ratios
+        ):
+            raise ValueError(f"{self.name}: quantities must be among {QUANTITIES}")
+        if not set(self.curves) <= {"train", "val"} or not self.curves:
+            raise ValueError(f"{self.name}: curves must be 'train' and/or 'val'")
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The variants of the paper preset (every other preset uses a subset)."""
+        return tuple(self.presets["paper"].configs)
+
+    def preset(self, name: str) -> Preset:
+        """The preset ``name``; an unknown name is a ``UserError`` listing the presets."""
+        try:
+            return self.presets[name]
+        except KeyError:
+            raise UserError(
+                f"unknown preset {name!r} for {self.name}; the presets are: {', '.join(self.presets)}"
+            ) from None
+
+    def metric_label(self) -> str:
+        """The compared metric in words, for tables and plots."""
+        if self.metric == "test_error":
+            return "test error %"
+        return f"epochs to {self.target_train_error:g}% training error"
+
+
+# --- the experiments ------------------------------------------------------------------------------
+
+
+def list_experiments() -> list[str]:
+    """The experiment names, in a fixed order."""
+    return list(EXPERIMENTS)
+
+
+def get_experiment(name: str) -> Experiment:
+    """The ``Experiment`` called ``name``.
+
+    Raises:
+        UserError: no such experiment (the message names the closest).
+    """
+    try:
+        module = EXPERIMENTS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(EXPERIMENTS), n=1, cutoff=0.3)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise UserError(
+            f"unknown experiment {name!r}{hint} (the experiments are: {', '.join(EXPERIMENTS)})"
+        ) from None
+    return importlib.import_module(module).EXPERIMENT
+
+
+def preset_configs(name: str, preset: str) -> dict[str, TrainConfig]:
+    """``{variant: TrainConfig}`` of an experiment's preset, on the preset's first dataset.
+
+    Used by ``keras_cnns.tuning`` as the starting points of a search.
+    """
+    p = get_experiment(name).preset(preset)
+    return {v: c.replace(dataset=p.datasets[0]) for v, c in p.configs.items()}
+
+
+def match_key(tags: Mapping[str, Any]) -> tuple:
+    """The identity of a run within an experiment's records (see ``MATCH_TAGS``)."""
+    out = []
+    for name in MATCH_TAGS:
+        value = tags.get(name)
+        if name == "phase" and value is None:
+            value = "main"
+        if name in ("overrides", "tuned"):
+            value = tuple(value or ())
+        out.append(value)
+    return tuple(out)

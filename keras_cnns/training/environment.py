@@ -1,0 +1,128 @@
+"""The global settings a run holds while it trains, and what its record says about where it ran.
+
+``dtype_policy`` and ``deterministic_kernels`` set Keras' dtype policy and the backend's
+deterministic kernels inside a block and restore them after. ``_versions``, ``_device_name``
+and ``git_revision`` fill the record's ``versions``, ``device`` and ``git`` entries;
+``tensorboard_available`` says whether TensorBoard logs can be written here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import numpy as np
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Set Keras' global dtype policy to ``name`` inside the block, and restore it after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool) -> Iterator[None]:
+    """Make the backend's kernels deterministic inside the block (no-op if not ``enabled``).
+
+    TensorFlow: op determinism (which also makes Keras skip XLA). PyTorch: deterministic
+    algorithms. JAX on CPU is deterministic already; on a GPU set
+    ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` before starting Python.
+    """
+    if not enabled:
+        yield
+        return
+    restore = None
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf  # only here: the engine must run where TF is not installed
+        from tensorflow.python.framework import config as tf_config
+
+        was_enabled = tf_config.is_op_determinism_enabled()
+        tf.config.experimental.enable_op_determinism()
+        if not was_enabled:
+            restore = tf_config.disable_op_determinism
+    elif backend == "torch":
+        import torch
+
+        was_enabled = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+        def restore():
+            torch.use_deterministic_algorithms(was_enabled)
+
+    try:
+        yield
+    finally:
+        if restore is not None:
+            restore()
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str]:
+    versions = {
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    backend = keras.backend.backend()
+    module = sys.modules.get(backend) or __import__(backend)
+    versions[backend] = getattr(module, "__version__", "unknown")
+    return versions
+
+
+def _device_name() -> str:
+    """The accelerator's name, or ``"cpu"``."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return str(jax.devices()[0].device_kind)
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return str(details.get("device_name", gpus[0].name))
+    return "cpu"
+
+
+def tensorboard_available() -> bool:
+    """Whether Keras' TensorBoard callback can write here (it needs tf.summary and tensorboard)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("tensorflow", "tensorboard"))
+
+
+def git_revision() -> str | None:
+    """``git rev-parse HEAD`` of the source tree, or ``None`` (no git, not a checkout, timeout)."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    revision = result.stdout.strip()
+    return revision if result.returncode == 0 and revision else None
