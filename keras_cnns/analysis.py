@@ -601,6 +601,12 @@ def _macs(op, node, batch_size: int) -> tuple[int, str]:
         return 0, f"{_fmt_count(ops)} {what}"
     if isinstance(op, layers.BatchNormalization):
         return 0, "folds into the conv at inference"
+    if isinstance(op, StochasticDepth) and op.branch is not None:
+        # Batch-mode stochastic depth computes its branch itself (skipped when dropped): count
+        # the branch as at inference, where it always runs.
+        return layer_table(op.branch, batch_size=batch_size)[-1].macs, (
+            f"branch inside; {_fmt_count(out_elems)} additions"
+        )
     if isinstance(op, layers.Add | layers.Subtract | StochasticDepth):
         return 0, f"{_fmt_count(out_elems * (len(node.input_tensors) - 1))} additions"
     if isinstance(op, _free_types()):

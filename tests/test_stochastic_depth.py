@@ -178,3 +178,12 @@ def test_resnet_batch_mode_moves_the_branch_into_the_layer_and_round_trips(tmp_p
     # Reseeded alike (as the engine does each epoch), both draw the same blocks in training.
     assert reset_seed_generators(model, 5, 0) == reset_seed_generators(restored, 5, 0) == 9
     np.testing.assert_array_equal(_np(restored(x, training=True)), _np(model(x, training=True)))
+
+
+@pytest.mark.smoke
+def test_layer_table_counts_the_branch_inside_the_layer():
+    from keras_cnns.analysis import layer_table
+
+    plain = layer_table(build_model("resnet20_cifar", input_shape=(8, 8, 3)))[-1]
+    sd = layer_table(build_model("resnet20_cifar", input_shape=(8, 8, 3), drop_path=0.5))[-1]
+    assert (sd.macs, sd.params) == (plain.macs, plain.params)
