@@ -187,3 +187,13 @@ def test_layer_table_counts_the_branch_inside_the_layer():
     plain = layer_table(build_model("resnet20_cifar", input_shape=(8, 8, 3)))[-1]
     sd = layer_table(build_model("resnet20_cifar", input_shape=(8, 8, 3), drop_path=0.5))[-1]
     assert (sd.macs, sd.params) == (plain.macs, plain.params)
+
+
+@pytest.mark.smoke
+def test_receptive_field_sees_through_the_branch_inside_the_layer():
+    from keras_cnns.analysis import receptive_field
+
+    plain = receptive_field(build_model("resnet20_cifar", input_shape=(8, 8, 3)))
+    sd = receptive_field(build_model("resnet20_cifar", input_shape=(8, 8, 3), drop_path=0.5))
+    for name in ("stage1_block1_add", "stage3_block3_out", "logits"):
+        assert sd[name] == plain[name]
