@@ -408,6 +408,9 @@ class StochasticDepth(keras.layers.Layer):
     are assigned after it. So no variable is assigned inside a side of the conditional, which
     under JAX's tracing would leak tracers. The branch's losses (activity regularisers,
     ``add_loss``) are not collected; weight regularisers on its variables still count.
+    Measured (``scripts/benchmark_stochastic_depth.py``, two CPU cores): on TensorFlow
+    ResNet-110 with ``p_L = 0.5`` takes 0.66 of the time of constant depth; on JAX's CPU
+    backend the conditional made ResNet-56 far slower instead (not yet explained).
 
     ``mode="sample"`` is DropPath: one draw per example, so examples in a batch differ, and
     every branch is computed (and multiplied by its examples' gates): nothing can be skipped.
