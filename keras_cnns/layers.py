@@ -374,6 +374,22 @@ class ZeroPadShortcut(keras.layers.Layer):
         }
 
 
+def _conditionals_run_slowly() -> bool:
+    """True on JAX's CPU backend, where a conditional costs more than the work it skips.
+
+    XLA's CPU compiler runs the sides of a conditional on one thread, and leaves the
+    convolutions in them that are not in its canonical NHWC/HWIO layout (every kernel
+    gradient) to a naive loop: the pass that rewrites them visits the entry computation only.
+    Measured on two cores: ResNet-56 trained 13 times slower per step with skipped blocks than
+    without stochastic depth.
+    """
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class StochasticDepth(keras.layers.Layer):
     """Residual addition with stochastic depth (Huang et al. 2016, Sec. 3).
@@ -408,9 +424,13 @@ class StochasticDepth(keras.layers.Layer):
     are assigned after it. So no variable is assigned inside a side of the conditional, which
     under JAX's tracing would leak tracers. The branch's losses (activity regularisers,
     ``add_loss``) are not collected; weight regularisers on its variables still count.
-    Measured (``scripts/benchmark_stochastic_depth.py``, two CPU cores): on TensorFlow
-    ResNet-110 with ``p_L = 0.5`` takes 0.66 of the time of constant depth; on JAX's CPU
-    backend the conditional made ResNet-56 far slower instead (not yet explained).
+    Except on JAX's CPU backend: there XLA runs a conditional's sides on one thread and
+    without its fast convolution kernels (see ``_conditionals_run_slowly``), so the branch is
+    computed and its outputs and state updates are discarded with a select instead (the same
+    values, no time saved). Measured (``scripts/benchmark_stochastic_depth.py``, two CPU
+    cores): on TensorFlow ResNet-110 with ``p_L = 0.5`` takes 0.66 of the time of constant
+    depth; on JAX's CPU backend the conditional made ResNet-56 13 times slower, the select
+    about as fast as constant depth. JAX on a GPU uses the conditional.
 
     ``mode="sample"`` is DropPath: one draw per example, so examples in a batch differ, and
     every branch is computed (and multiplied by its examples' gates): nothing can be skipped.
@@ -491,7 +511,14 @@ class StochasticDepth(keras.layers.Layer):
             zero = ops.sum(ops.stack([ops.sum(w) for w in trainable])) * 0.0
             return shortcut + ops.cast(zero, shortcut.dtype), state
 
-        outputs, new_state = ops.cond(keep, kept, dropped)
+        if _conditionals_run_slowly():
+            # Computed and discarded: the same values, states and gradients as the
+            # conditional, at constant-depth speed (see _conditionals_run_slowly).
+            (kept_out, kept_state), (dropped_out, _) = kept(), dropped()
+            outputs = ops.where(keep, kept_out, dropped_out)
+            new_state = [ops.where(keep, new, old) for new, old in zip(kept_state, state, strict=True)]
+        else:
+            outputs, new_state = ops.cond(keep, kept, dropped)
         for variable, value in zip(branch.non_trainable_variables, new_state, strict=True):
             variable.assign(value)
         return outputs
