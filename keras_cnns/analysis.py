@@ -376,9 +376,25 @@ def _rf_merge(fields: list[ReceptiveField]) -> ReceptiveField:
     )
 
 
+def _rf_compose(outer: ReceptiveField, inner: ReceptiveField) -> ReceptiveField:
+    """The field of ``inner`` (relative to its input) applied after ``outer``."""
+    return ReceptiveField(
+        tuple(r + (b - 1) * j for r, b, j in zip(outer.size, inner.size, outer.jump, strict=True)),
+        tuple(j * jb for j, jb in zip(outer.jump, inner.jump, strict=True)),
+        tuple(st + sb * j for st, sb, j in zip(outer.start, inner.start, outer.jump, strict=True)),
+    )
+
+
 def _rf_of_node(node, fields: list[ReceptiveField]) -> ReceptiveField:
     import keras
 
+    from keras_cnns.layers import StochasticDepth
+
+    op = node.operation
+    if isinstance(op, StochasticDepth) and op.branch is not None and len(fields) == 2:
+        # Called on [shortcut, x]: the branch inside sees x through its own layers.
+        branch = list(receptive_field(op.branch).values())[-1]
+        return _rf_merge([fields[0], _rf_compose(fields[1], branch)])
     rf = fields[0] if len(fields) == 1 else _rf_merge(fields)
     op = node.operation
     in_shape = tuple(node.input_tensors[0].shape)
@@ -601,6 +617,12 @@ def _macs(op, node, batch_size: int) -> tuple[int, str]:
         return 0, f"{_fmt_count(ops)} {what}"
     if isinstance(op, layers.BatchNormalization):
         return 0, "folds into the conv at inference"
+    if isinstance(op, StochasticDepth) and op.branch is not None:
+        # Batch-mode stochastic depth computes its branch itself (skipped when dropped): count
+        # the branch as at inference, where it always runs.
+        return layer_table(op.branch, batch_size=batch_size)[-1].macs, (
+            f"branch inside; {_fmt_count(out_elems)} additions"
+        )
     if isinstance(op, layers.Add | layers.Subtract | StochasticDepth):
         return 0, f"{_fmt_count(out_elems * (len(node.input_tensors) - 1))} additions"
     if isinstance(op, _free_types()):

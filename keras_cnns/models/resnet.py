@@ -144,12 +144,15 @@ def residual_block(
         style: conv + BN settings.
         activation: activation after every inner BN and after the addition.
         survival_probability: stochastic-depth ``p_l``; 1.0 is a plain addition.
-        drop_path_mode: ``"batch"`` (the paper) or ``"sample"`` (DropPath).
+        drop_path_mode: ``"batch"`` (the paper: the convolutions and batch norms of the
+            branch move into a sub-model ``{name}_branch`` that a dropped block skips) or
+            ``"sample"`` (DropPath: every branch is computed).
         name: block prefix, e.g. ``"stage2_block3"``.
 
     Returns:
         The block's output tensor.
     """
+    import keras
     from keras import layers
 
     from keras_cnns.blocks import conv_bn_act
@@ -157,12 +160,18 @@ def residual_block(
 
     conv = {**asdict(style), "activation": activation}
     out_channels = filters * (4 if block == "bottleneck" else 1)
+    # The paper's stochastic depth skips a dropped block's branch: the branch becomes a
+    # sub-model that StochasticDepth calls only when the block is kept. Its layers keep their
+    # names (``stage2_block3_conv1_conv``), one level down, in the model ``{name}_branch``.
+    skippable = survival_probability < 1.0 and drop_path_mode == "batch" and shortcut != "none"
+    branch_input = keras.Input(x.shape[1:], name=f"{name}_branch_input") if skippable else x
+    y = branch_input
     if block == "basic":
-        y = conv_bn_act(x, filters, 3, strides=strides, name=f"{name}_conv1", **conv)
+        y = conv_bn_act(y, filters, 3, strides=strides, name=f"{name}_conv1", **conv)
         y = conv_bn_act(y, filters, 3, name=f"{name}_conv2", **{**conv, "activation": None})
     else:
         # The stride sits on the first 1x1, as in the paper and keras.applications (v1).
-        y = conv_bn_act(x, filters, 1, strides=strides, name=f"{name}_conv1", **conv)
+        y = conv_bn_act(y, filters, 1, strides=strides, name=f"{name}_conv1", **conv)
         y = conv_bn_act(y, filters, 3, name=f"{name}_conv2", **conv)
         y = conv_bn_act(y, out_channels, 1, name=f"{name}_conv3", **{**conv, "activation": None})
     out_act = f"{name}_out"
@@ -184,7 +193,12 @@ def residual_block(
         s = ZeroPadShortcut(out_channels, strides, downsample, name=f"{name}_shortcut")(x)
     else:
         s = x
-    if survival_probability < 1.0:
+    if skippable:
+        branch = keras.Model(branch_input, y, name=f"{name}_branch")
+        y = StochasticDepth(
+            survival_probability, drop_path_mode, branch=branch, name=f"{name}_add"
+        )([s, x])
+    elif survival_probability < 1.0:
         y = StochasticDepth(survival_probability, drop_path_mode, name=f"{name}_add")([s, y])
     else:
         y = layers.Add(name=f"{name}_add")([s, y])
