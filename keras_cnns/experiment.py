@@ -94,6 +94,9 @@ class TrainConfig:
         plateau_patience: epochs without improvement before a plateau reduction.
         early_stopping_patience: stop after this many epochs without a lower validation loss
             (``None``: never).
+        stop_at_train_error: stop after the first epoch whose training error (percent, Keras'
+            running accuracy over the epoch) is at most this (``None``: never): for
+            experiments that measure the epochs to a training-error target.
         preprocess: ``keras_cnns.data.PREPROCESSING`` name, fitted on the training split.
         augment: ``keras_cnns.data.AUGMENTATIONS`` names, applied on the device while training.
         val_size: images held out of the training set for validation (0: none).
@@ -143,6 +146,7 @@ class TrainConfig:
     warmup_lr: float | None = None
     plateau_patience: int = 5
     early_stopping_patience: int | None = None
+    stop_at_train_error: float | None = None
     preprocess: str = "standardize"
     augment: tuple[str, ...] = ()
     val_size: int = 5000
@@ -206,6 +210,10 @@ class TrainConfig:
             raise UserError("nesterov=true needs optimizer=sgd (Adam has no Nesterov option here)")
         if self.nesterov and self.momentum == 0:
             raise UserError("nesterov=true needs a momentum above 0")
+        if self.stop_at_train_error is not None and not 0 < self.stop_at_train_error < 100:
+            raise UserError(
+                f"stop_at_train_error is a training error in percent, in (0, 100), got {self.stop_at_train_error}"
+            )
         if not self.weight_decay >= 0:
             raise UserError(f"weight_decay must be 0 or more, got {self.weight_decay}")
         if not 0 < self.lr_factor < 1:

@@ -88,15 +88,20 @@ QUICK = Preset(
 )
 
 CPU = Preset(
-    configs={k: replace(c, epochs=100) for k, c in VARIANTS.items()},
+    # Each run stops after its first epoch at 25% training error (the measured quantity), so
+    # the 100 epochs are a cap for a slow activation, not a cost.
+    configs={k: replace(c, epochs=100, stop_at_train_error=25.0) for k, c in VARIANTS.items()},
     datasets=("cifar10",),
     purpose=(
-        "Two CPU cores, about 2 hours per seed: all 45,000 training images, a 3-value "
-        "learning-rate sweep of 8 epochs per activation, then 100 epochs per activation, enough "
-        "for both to pass 25% training error."
+        "Two CPU cores: all 45,000 training images, a 3-value learning-rate sweep of up to 8 "
+        "epochs per activation, then main runs that stop at 25% training error (at most 100 "
+        "epochs)."
     ),
     runtime="not yet measured (expected about 30 s an epoch on 2 x86_64 CPU cores, TensorFlow).",
-    deviations=("CPU: 3 learning rates swept for 8 epochs; 100 epochs per main run.",),
+    deviations=(
+        "CPU: 3 learning rates swept for up to 8 epochs; each run stops after its first epoch at "
+        "25% training error (at most 100 epochs), so the curves end there.",
+    ),
     sweep=Sweep("learning_rate", {v: (0.01, 0.02, 0.04) for v in VARIANTS}, epochs=8),
 )
 

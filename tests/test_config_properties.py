@@ -235,6 +235,12 @@ VALID["label_smoothing"], INVALID["label_smoothing"] = unit_interval(
     "label_smoothing", low_open=False, high_open=True
 )
 VALID["lr_scaling"], INVALID["lr_scaling"] = choice("lr_scaling", LR_SCALINGS)
+VALID["stop_at_train_error"] = one(
+    "stop_at_train_error", st.one_of(st.none(), st.floats(0.0, 100.0, exclude_min=True, exclude_max=True))
+)
+INVALID["stop_at_train_error"] = one(
+    "stop_at_train_error", st.one_of(st.floats(max_value=0.0), st.floats(min_value=100.0), not_a_number)
+)
 VALID["image_size"] = st.one_of(
     one("image_size", st.none()), one("image_size", st.integers(1, 4096), dataset=streamed[0])
 )

@@ -177,6 +177,7 @@ def test_run_id_is_stable_and_changes_with_every_field():
         "warmup_lr": None,  # needs warmup_epochs: set below
         "plateau_patience": 3,
         "early_stopping_patience": 4,
+        "stop_at_train_error": 25.0,
         "preprocess": "pixel_mean",
         "augment": ("flip",),
         "val_size": 1000,

@@ -30,9 +30,12 @@ NAMES = list_experiments()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # What a smoke, cpu or quick preset may change in a paper config: it shrinks the run (schedule,
-# data, epochs) but keeps the recipe. The exceptions are stated deviations in their modules
+# data, epochs, a stop at the measured training-error target) but keeps the recipe. The exceptions are stated deviations in their modules
 # (stochastic-depth: ResNet-20 for smoke, ResNet-56 for cpu).
-SHRINKING = {"epochs", "lr_boundaries", "schedule", "train_subset", "test_subset", "val_size", "allow_sample"}
+SHRINKING = {
+    "epochs", "lr_boundaries", "schedule", "train_subset", "test_subset", "val_size", "allow_sample",
+    "stop_at_train_error",
+}  # fmt: skip
 STATED_EXCEPTIONS = {
     ("stochastic-depth", "smoke"): {"model"},
     ("stochastic-depth", "cpu"): {"model"},

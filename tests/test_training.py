@@ -306,6 +306,18 @@ def test_plateau_lowers_the_rate_and_early_stopping_stops(tmp_path, data_dir):
     assert record["stopped_early"] is True and record["selected_epoch"] == 3
 
 
+def test_stop_at_train_error_ends_the_run_after_the_first_epoch_at_the_target(tmp_path, data_dir):
+    # Any training error is at most 99.9%: the run stops after its first epoch of 3, and
+    # resuming it trains nothing more.
+    config = _mnist(epochs=3, stop_at_train_error=99.9)
+    record = training.train(config, out_dir=tmp_path, data_dir=data_dir, verbose=0)
+    assert len(record["history"]) == 1 and record["stopped_early"] is True
+    # A target no run reaches in 2 epochs: all of them run.
+    record = training.train(_mnist(stop_at_train_error=1e-9), out_dir=tmp_path, data_dir=data_dir, verbose=0)
+    assert len(record["history"]) == 2 and record["stopped_early"] is False
+    assert _mnist().run_id() != _mnist(stop_at_train_error=25.0).run_id()
+
+
 @pytest.mark.smoke
 def test_tensorboard_without_its_package_fails_before_any_work(tmp_path):
     if training.tensorboard_available():

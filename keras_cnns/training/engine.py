@@ -357,7 +357,8 @@ class _Run:
         return learning_rate_at(self.config, last_step, self.steps_per_epoch)
 
     def _after_epoch(self, epoch: int, entry: dict) -> None:
-        """Plateau, early stopping and best-epoch bookkeeping, then the checkpoint."""
+        """Plateau, early stopping (on the validation loss or at a training-error target) and
+        best-epoch bookkeeping, then the checkpoint."""
         config, state = self.config, self.state
         val_loss, val_accuracy = entry["val_loss"], entry["val_accuracy"]
         if config.schedule == "plateau" and val_loss is not None:
@@ -372,6 +373,10 @@ class _Run:
                 val_loss, best=state.stop_best, wait=state.stop_wait,
                 patience=config.early_stopping_patience,
             )  # fmt: skip
+        accuracy = entry["accuracy"]
+        if config.stop_at_train_error is not None and accuracy is not None:
+            if 100.0 * (1.0 - accuracy) <= config.stop_at_train_error:
+                state.stopped_early = True
         if config.select == "best_val" and val_accuracy is not None:
             if state.best_val_accuracy is None or val_accuracy > state.best_val_accuracy:
                 state.best_epoch, state.best_val_accuracy = epoch + 1, val_accuracy
