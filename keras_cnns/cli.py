@@ -492,12 +492,15 @@ def _add_report(sub):
 
 
 def _cmd_report(args) -> int:
-    from keras_cnns import experiments, results
+    from keras_cnns import experiments, results, tuning
 
     names = [experiments.get_experiment(args.experiment).name] if args.experiment else experiments.list_experiments()
     _check_out_dir(args.out)
     for name in names:
         print(f"keras-cnns: wrote {results.write_report(name, args.out)}")
+        if tuning.has_search(name, args.out):
+            tuning.write_reports(name, args.out)
+            print(f"keras-cnns: wrote {tuning.report_paths(name, args.out)}")
     print(f"keras-cnns: wrote {results.write_index(args.out)}")
     return 0
 

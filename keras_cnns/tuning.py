@@ -14,6 +14,7 @@ Layout under ``OUT/EXPERIMENT/`` (``OUT`` defaults to ``results``)::
     tuning/<variant>/search.json  what the search was started with (space and its hash,
                                 preset, tuner, base config id): checked on every resume
     tuning.md, tuning.csv       every trial, regenerated from keras-tuner's trial files
+    tuning.png                  the search: score per trial, and against the first hyperparameter
     tuning_best.json            the best hyperparameters of each variant, read back by
                                 ``load_best`` / ``best_overrides`` (``reproduce --from-tuning``)
 
@@ -42,7 +43,7 @@ from typing import Any
 
 from keras_cnns import experiments
 from keras_cnns.errors import DataError, DivergedError, UserError
-from keras_cnns.records import atomic_write_text, read_records
+from keras_cnns.records import atomic_write_bytes, atomic_write_text, read_records
 
 TUNERS = ("random", "hyperband", "bayesian")
 KINDS = ("float", "int", "choice")
@@ -56,6 +57,7 @@ SEARCH_FILE = "search.json"
 REPORT_MD = "tuning.md"
 REPORT_CSV = "tuning.csv"
 BEST_JSON = "tuning_best.json"
+REPORT_PNG = "tuning.png"
 
 # keras-tuner stops a search after 3 consecutive failed trials by default. A diverged trial
 # is a legitimate, informative result of a learning-rate search, so the search goes on.
@@ -629,7 +631,12 @@ def _searches(out_dir: str | Path, name: str) -> list[tuple[Path, dict]]:
 def report_paths(name: str, out_dir: str | Path = "results") -> str:
     """The generated files of a search, for messages."""
     exp_dir = Path(out_dir) / name
-    return ", ".join(str(exp_dir / f) for f in (REPORT_MD, REPORT_CSV, BEST_JSON))
+    return ", ".join(str(exp_dir / f) for f in (REPORT_MD, REPORT_CSV, REPORT_PNG, BEST_JSON))
+
+
+def has_search(name: str, out_dir: str | Path = "results") -> bool:
+    """Whether ``keras-cnns tune NAME`` has started a search under ``out_dir``."""
+    return bool(_searches(out_dir, name))
 
 
 def write_reports(name: str, out_dir: str | Path = "results") -> dict[str, Any]:
@@ -646,7 +653,7 @@ def write_reports(name: str, out_dir: str | Path = "results") -> dict[str, Any]:
 
     exp_dir = Path(out_dir) / name
     best: dict[str, Any] = {"experiment": name, "objective": OBJECTIVE, "variants": {}}
-    sections, frames = [], []
+    sections, frames, spaces = [], [], []
     for directory, meta in _searches(out_dir, name):
         names = [p["name"] for p in meta["space"]]
         rows = _trial_rows(directory, meta)
@@ -654,6 +661,7 @@ def write_reports(name: str, out_dir: str | Path = "results") -> dict[str, Any]:
                    "status", "preset", "tuner", "space_hash"]  # fmt: skip
         frame = pd.DataFrame(rows, columns=columns)
         frames.append(frame)
+        spaces.append(meta["space"])
         sections.append(_markdown_section(meta, frame))
         if rows and rows[0]["best"]:
             top = rows[0]
@@ -678,12 +686,66 @@ def write_reports(name: str, out_dir: str | Path = "results") -> dict[str, Any]:
         f"`{exp_dir / TUNING_DIR}`; do not edit. Score: the best `{OBJECTIVE}` over a trial's "
         "epochs, on the validation split held out of the training set; the test set plays no "
         f"part. `keras-cnns reproduce {name} --from-tuning` trains each variant with its best "
-        f"values ({BEST_JSON}).\n"
+        f"values ({BEST_JSON}).\n\n![the search]({REPORT_PNG})\n"
     )
+    atomic_write_bytes(exp_dir / REPORT_PNG, plot_search(name, frames, spaces))
     atomic_write_text(exp_dir / REPORT_MD, "\n".join([head, *sections]))
     atomic_write_text(exp_dir / REPORT_CSV, pd.concat(frames, ignore_index=True).to_csv(index=False))
     atomic_write_text(exp_dir / BEST_JSON, json.dumps(best, indent=2, sort_keys=True) + "\n")
     return best
+
+
+def plot_search(name: str, frames: Sequence[Any], spaces: Sequence[Sequence[Mapping[str, Any]]]) -> bytes:
+    """A PNG of a search: each variant's score per trial (with its running best), and the
+    score against the space's first hyperparameter (log axis for a log-sampled one).
+
+    Failed, diverged and unfinished trials have no score and are left out of both panels.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    by_trial, by_value = fig.subplots(1, 2)
+    main = spaces[0][0] if spaces and spaces[0] else None
+    for i, (frame, space) in enumerate(zip(frames, spaces, strict=True)):
+        done = frame[frame[OBJECTIVE].notna()].copy()
+        if done.empty:
+            continue
+        variant, colour = str(frame["variant"].iloc[0]), f"C{i}"
+        done["order"] = done["trial"].astype(int)
+        done = done.sort_values("order")
+        by_trial.plot(done["order"], done[OBJECTIVE], "o", color=colour, label=f"{variant} trials")
+        by_trial.plot(done["order"], done[OBJECTIVE].cummax(), "-", color=colour, linewidth=1.0,
+                      label=f"{variant} best so far")  # fmt: skip
+        first = space[0]["name"] if space else None
+        if first is not None and first in done and main is not None and first == main["name"]:
+            if main["kind"] == "choice":
+                labels = [str(c) for c in main["choices"]]
+                xs = [labels.index(str(v)) for v in done[first]]
+                by_value.set_xticks(range(len(labels)), labels)
+            else:
+                xs = done[first]
+            by_value.plot(xs, done[OBJECTIVE], "o", color=colour, label=variant)
+    by_trial.xaxis.set_major_locator(MaxNLocator(integer=True))
+    by_trial.set_xlabel("trial")
+    by_trial.set_ylabel(f"{OBJECTIVE} (validation split)")
+    by_trial.set_title("score per trial", fontsize=10)
+    if main is not None:
+        if main.get("log") and main["kind"] != "choice":
+            by_value.set_xscale("log")
+        by_value.set_xlabel(main["name"])
+    by_value.set_ylabel(f"{OBJECTIVE} (validation split)")
+    by_value.set_title(f"score against {main['name'] if main else 'the hyperparameter'}", fontsize=10)
+    for ax in (by_trial, by_value):
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{name}: keras-tuner search", fontsize=10)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
 
 
 def _markdown_section(meta: Mapping[str, Any], frame) -> str:

@@ -192,6 +192,17 @@ def test_search_reports_and_best_values(tmp_path, monkeypatch, fake_experiment):
         assert tuning.best_overrides("toy", tmp_path, variant=variant) == entry["overrides"]
     assert "Preset `smoke`, tuner `random`" in md
     assert md.count("**best**") == 2
+    # The search's plot, linked from the report.
+    assert (exp_dir / "tuning.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "![the search](tuning.png)" in md
+
+    # `keras-cnns report` regenerates them from keras-tuner's trial files alone.
+    for generated in ("tuning.md", "tuning.csv", "tuning.png", "tuning_best.json"):
+        (exp_dir / generated).unlink()
+    assert tuning.has_search("toy", tmp_path) and not tuning.has_search("other", tmp_path)
+    assert tuning.write_reports("toy", tmp_path) == best
+    assert (exp_dir / "tuning.md").read_text() == md
+    assert (exp_dir / "tuning.csv").read_text().splitlines() == csv
 
 
 @pytest.mark.smoke
