@@ -271,6 +271,11 @@ def _add_tune(sub):
     )
     p.add_argument("--preset", default=DEFAULT_PRESET, help=f"the configs to start from (default: {DEFAULT_PRESET})")
     p.add_argument("--variant", help="tune only this variant (default: each variant in turn)")
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help="epochs per trial, the preset's schedule scaled to fit (default: the preset's)",
+    )
     p.add_argument("--overwrite", action="store_true", help="discard the previous search and start again")
     p.add_argument("--out", default="results", help="results root (default: results)")
     p.add_argument("--data-dir", help="local data archives (default: $KERAS_CNNS_DATA_DIR)")
@@ -288,6 +293,7 @@ def _cmd_tune(args) -> int:
         trials=args.trials,
         preset=args.preset,
         variant=args.variant,
+        epochs=args.epochs,
         overwrite=args.overwrite,
         out_dir=args.out,
         data_dir=args.data_dir,

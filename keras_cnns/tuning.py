@@ -458,6 +458,7 @@ def tune(
     trials: int = DEFAULT_TRIALS,
     preset: str = DEFAULT_PRESET,
     variant: str | None = None,
+    epochs: int | None = None,
     overwrite: bool = False,
     out_dir: str | Path = "results",
     data_dir: str | Path | None = None,
@@ -471,6 +472,9 @@ def tune(
         trials: the total number of trials per variant (a resumed search runs the rest).
         preset: the preset whose configs are the starting point (``smoke``, ``quick``, ...).
         variant: one variant only (default: each variant in turn).
+        epochs: train each trial this many epochs, the preset's schedule scaled to fit
+            (``with_epochs``); default: the preset's epochs. The budget of a search on a CPU:
+            the values found feed the preset's full-length runs (``--from-tuning``).
         overwrite: delete the previous search of each variant and start again.
         out_dir: the results root; everything goes under ``out_dir/name``.
         data_dir: the data directory passed to the engine.
@@ -488,8 +492,12 @@ def tune(
         raise UserError(f"unknown tuner {tuner!r}; choose one of {', '.join(TUNERS)}")
     if int(trials) < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
+    if epochs is not None and int(epochs) < 1:
+        raise UserError(f"--epochs must be at least 1, got {epochs}")
     search_space(name)  # an unknown experiment fails before any heavy import
     configs = {v: with_validation(c) for v, c in _experiment_configs(name, preset).items()}
+    if epochs is not None:
+        configs = {v: with_epochs(c, int(epochs)) for v, c in configs.items()}
     if variant is not None:
         if variant not in configs:
             raise UserError(
@@ -757,7 +765,7 @@ def _markdown_section(meta: Mapping[str, Any], frame) -> str:
         f"completed), search space `{meta['space_hash']}`: "
         + "; ".join(p.describe() for p in space)
         + f". Validation split: {meta['base_config']['val_size']} images held out of the "
-        "training set.\n"
+        f"training set. Each trial trains up to {meta['base_config']['epochs']} epochs.\n"
     )
     if meta["tuner"] == "hyperband":
         text += (

@@ -206,6 +206,20 @@ def test_search_reports_and_best_values(tmp_path, monkeypatch, fake_experiment):
 
 
 @pytest.mark.smoke
+def test_epochs_shortens_every_trial_and_is_part_of_the_search(tmp_path, monkeypatch, fake_experiment):
+    engine = _fake_engine(monkeypatch, diverge_above=1.0)
+    full = tuning._experiment_configs("toy", "smoke")["sgd"].epochs
+    tuning.tune("toy", trials=2, variant="sgd", epochs=1, out_dir=tmp_path, verbose=0)
+    assert full > 1 and [c[1].epochs for c in engine.calls] == [1, 1]
+    assert "Each trial trains up to 1 epochs." in (tmp_path / "toy" / "tuning.md").read_text()
+    # Another trial length is another search: refused on resume, as a changed space is.
+    with pytest.raises(UserError, match="overwrite"):
+        tuning.tune("toy", trials=3, variant="sgd", out_dir=tmp_path, verbose=0)
+    with pytest.raises(UserError, match="--epochs"):
+        tuning.tune("toy", trials=3, variant="sgd", epochs=0, out_dir=tmp_path, verbose=0)
+
+
+@pytest.mark.smoke
 def test_diverged_trials_fail_and_the_search_goes_on(tmp_path, monkeypatch, fake_experiment):
     engine = _fake_engine(monkeypatch, diverge_above=1e-3)  # most of the range diverges
     best = tuning.tune("toy", trials=6, variant="sgd", out_dir=tmp_path, verbose=0)
