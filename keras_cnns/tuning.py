@@ -734,8 +734,17 @@ def plot_search(name: str, frames: Sequence[Any], spaces: Sequence[Sequence[Mapp
                 xs = [labels.index(str(v)) for v in done[first]]
                 by_value.set_xticks(range(len(labels)), labels)
             else:
-                xs = done[first]
-            by_value.plot(xs, done[OBJECTIVE], "o", color=colour, label=variant)
+                xs = list(done[first])
+            # A second, categorical hyperparameter (the optimizer) gets one marker per value.
+            second = space[1] if len(space) > 1 and space[1]["kind"] == "choice" else None
+            groups = [(None, [True] * len(done))] if second is None else [
+                (c, [str(v) == str(c) for v in done[second["name"]]]) for c in second["choices"]
+            ]  # fmt: skip
+            for k, (choice, mask) in enumerate(groups):
+                picked = [(x, y) for x, y, m in zip(xs, done[OBJECTIVE], mask, strict=True) if m]
+                if picked:
+                    label = variant if second is None else f"{variant}, {second['name']}={choice}"
+                    by_value.plot(*zip(*picked, strict=True), "osD^v"[k % 5], color=colour, label=label)
     by_trial.xaxis.set_major_locator(MaxNLocator(integer=True))
     by_trial.set_xlabel("trial")
     by_trial.set_ylabel(f"{OBJECTIVE} (validation split)")
