@@ -39,6 +39,8 @@ REQUIRED_PRESETS = ("paper", "smoke")
 METRICS = ("test_error", "epochs_to_train_error")
 QUANTITIES = ("metric", "final_train_error", "seconds_to_target", "epoch_time")
 RECORDS_FILE = "records.jsonl"
+# A keras-tuner search's report, beside the experiment's (written by keras_cnns.tuning).
+TUNING_REPORT_FILE = "tuning.md"
 
 # Experiment name -> the module that defines its EXPERIMENT (imported on first use).
 EXPERIMENTS: dict[str, str] = {

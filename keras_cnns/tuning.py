@@ -54,7 +54,7 @@ TUNING_VAL_SIZE = 5000  # held out for presets that have no validation split (se
 
 TUNING_DIR = "tuning"
 SEARCH_FILE = "search.json"
-REPORT_MD = "tuning.md"
+REPORT_MD = experiments.TUNING_REPORT_FILE
 REPORT_CSV = "tuning.csv"
 BEST_JSON = "tuning_best.json"
 REPORT_PNG = "tuning.png"

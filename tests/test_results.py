@@ -311,6 +311,15 @@ def test_report_without_records_says_so(tmp_path):
     assert pd.read_csv(io.StringIO((tmp_path / "lenet5-mnist" / "results.csv").read_text())).empty
 
 
+@pytest.mark.smoke
+def test_report_links_a_search_beside_it_and_lists_the_presets(tmp_path):
+    text = results.write_report("lenet5-mnist", tmp_path).read_text()
+    assert "Hyperparameter search" not in text and "--preset paper|quick|smoke " in text
+    (tmp_path / "lenet5-mnist" / "tuning.md").write_text("# a search\n")
+    text = results.write_report("lenet5-mnist", tmp_path).read_text()
+    assert "- **Hyperparameter search:** [tuning.md](tuning.md)" in text
+
+
 def test_summary_table_for_the_terminal_has_the_readme_rows(tmp_path):
     write_records(tmp_path, PVR, [make_record(PVR, "plain20", test_error=12.5), make_record(PVR, "resnet20", test_error=9.0)])
     table = results.summary_table(PVR, tmp_path, preset="smoke").splitlines()
