@@ -519,7 +519,7 @@ def _add_benchmark(sub):
 
     p = sub.add_parser(
         "benchmark",
-        help="training throughput and peak device memory of the engine, beside a plain-PyTorch ResNet-56",
+        help="training throughput and peak device memory of the engine, beside plain-PyTorch CIFAR ResNets",
     )
     benchmark.add_arguments(p)
 

@@ -225,6 +225,38 @@ def test_train_records_the_same_run_with_steps_per_execution(
 # --- the benchmark -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("depth", [20, 110])
+def test_reference_of_every_depth_has_the_keras_models_trainable_parameters(depth):
+    pytest.importorskip("torch")
+    model = benchmark.reference_resnet(depth)
+    keras_model = build_model(f"resnet{depth}_cifar")
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == sum(
+        int(np.prod(v.shape)) for v in keras_model.trainable_variables
+    )
+
+
+def test_each_cifar_resnet_benchmarked_gets_its_own_reference():
+    from keras_cnns.benchmark.cases import reference_depth, reference_models
+
+    assert reference_models(["cifar_4layer", "resnet20_cifar", "plain20_cifar", "resnet56_cifar"]) == (
+        "resnet20_cifar", "resnet56_cifar",
+    )  # fmt: skip
+    assert reference_models(["cifar_4layer"]) == (benchmark.REFERENCE_MODEL,)
+    assert reference_depth("resnet110_cifar") == 110
+    with pytest.raises(ValueError):
+        reference_depth("plain20_cifar")
+    import argparse
+
+    from keras_cnns.benchmark.cases import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--cpu-sizes", "--backends", "tensorflow", "--models", "resnet20_cifar,resnet56_cifar"])
+    plan = benchmark.plan_from_args(args)
+    refs = [c for c in plan.cases if c.backend == benchmark.REFERENCE]
+    assert sorted({c.model for c in refs}) == ["resnet20_cifar", "resnet56_cifar"]
+
+
 def test_reference_resnet56_has_the_keras_models_trainable_parameters():
     torch = pytest.importorskip("torch")
     model = benchmark.reference_resnet(56)
@@ -347,10 +379,14 @@ def test_ratio_to_the_reference_matches_precision_batch_augment_and_device():
         _gpu_row("float32", 128, "off", 20_000),
         _gpu_row("float32", 128, "off", 5_000, backend=benchmark.REFERENCE),
         _gpu_row("float32", 128, "on", 9_000),  # no reference with augmentation
-        _gpu_row("float32", 128, "off", 8_000, model="resnet20_cifar"),  # another model
+        _gpu_row("float32", 128, "off", 8_000, model="resnet20_cifar"),  # no ResNet-20 reference
     ]
     benchmark.report._add_ratios(rows)
     assert [r["vs_reference"] for r in rows] == [4.0, 1.0, "", ""]
+    # Each depth against its own reference.
+    rows.append(_gpu_row("float32", 128, "off", 16_000, model="resnet20_cifar", backend=benchmark.REFERENCE))
+    benchmark.report._add_ratios(rows)
+    assert [r["vs_reference"] for r in rows] == [4.0, 1.0, "", 0.5, 1.0]
 
 
 def test_modes_table_compares_each_mode_with_plain():

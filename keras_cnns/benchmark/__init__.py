@@ -1,13 +1,14 @@
-"""Training throughput and peak device memory of the engine, beside a plain-PyTorch ResNet-56.
+"""Training throughput and peak device memory of the engine, beside plain-PyTorch CIFAR ResNets.
 
 What it measures: steady-state training throughput, in images per second, of the
 engine's own training step (``training.compile_for_training`` + ``training.fit_epoch``, the
 code ``train`` runs) on synthetic 32x32x3 images with 10 classes, for each combination of
 backend, model, precision, batch size, augmentation (``pad_crop,flip`` on the device, or
-none), engine mode and steps per execution; and the same for a plain-PyTorch ResNet-56 of the
-same shape and parameter count (853,018 trainable; option-A shortcuts; eager, channels-last,
-``torch.autocast`` for the mixed precisions), measured in the same run, so each ResNet-56 row
-shows its ratio to the reference.
+none), engine mode and steps per execution; and the same for a plain-PyTorch twin of each CIFAR
+ResNet benchmarked (ResNet-56 when none is), of the same shape and parameter count (ResNet-56:
+853,018 trainable; option-A shortcuts; eager, channels-last, ``torch.autocast`` for the mixed
+precisions), on the same device, measured in the same run, so each CIFAR ResNet row shows its
+ratio to its own depth's reference.
 
 How: each case trains ``warmup`` untimed passes (compilation, first touches), then
 ``repeats`` timed passes of ``images`` images (whole batches) with the host clock; a pass
@@ -63,7 +64,7 @@ Where each part lives:
 * ``cases``: the options, the ``Case``\\ s they expand to, the sizes, the engine modes.
 * ``runner``: ``run``: the worker processes, and the worker's side (``worker_main``).
 * ``measure``: timing the engine's step on a Keras backend; peak device memory.
-* ``reference``: the plain-PyTorch ResNet-56 and its timing.
+* ``reference``: the plain-PyTorch CIFAR ResNets and their timing.
 * ``report``: ``benchmark.csv`` and the README's tables, the machine it ran on.
 """
 

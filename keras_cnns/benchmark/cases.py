@@ -16,6 +16,7 @@ import importlib.metadata
 import importlib.util
 import itertools
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -33,10 +34,26 @@ AUGMENT_CHOICES = ("both", "on", "off")
 ISOLATE_CHOICES = ("auto", "case", "backend")
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
-# The plain-PyTorch reference: He et al. 2016's ResNet-56 for CIFAR, as resnet56_cifar.
+# The plain-PyTorch reference: He et al. 2016's CIFAR ResNets written in PyTorch, one for each
+# CIFAR ResNet benchmarked (ResNet-56, resnet56_cifar, when none is).
 REFERENCE = "pytorch"
 REFERENCE_MODEL = "resnet56_cifar"
-REFERENCE_TRAINABLE_PARAMS = 853_018
+REFERENCE_TRAINABLE_PARAMS = 853_018  # of ResNet-56
+_CIFAR_RESNET = re.compile(r"resnet(\d+)_cifar")
+
+
+def reference_models(models: Sequence[str]) -> tuple[str, ...]:
+    """The models that get a plain-PyTorch reference row: every CIFAR ResNet in ``models``, or
+    ``REFERENCE_MODEL`` when there is none (the 4-layer net has no PyTorch twin)."""
+    return tuple(m for m in models if _CIFAR_RESNET.fullmatch(m)) or (REFERENCE_MODEL,)
+
+
+def reference_depth(model: str) -> int:
+    """The depth of a CIFAR ResNet's name: ``resnet110_cifar`` -> 110."""
+    match = _CIFAR_RESNET.fullmatch(model)
+    if match is None:
+        raise ValueError(f"{model!r} is not a CIFAR ResNet (resnetN_cifar)")
+    return int(match.group(1))
 # The recipe the cases train with (speed does not depend on the values): SGD with momentum,
 # L2 5e-5 (the paper's "weight decay 1e-4"; the reference's torch SGD weight_decay=1e-4).
 LEARNING_RATE = 0.01
@@ -162,7 +179,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps-per-execution", default="1", help="comma-separated (default: 1)")
     parser.add_argument(
-        "--no-reference", action="store_true", help="skip the plain-PyTorch ResNet-56 reference"
+        "--no-reference", action="store_true", help="skip the plain-PyTorch reference of each CIFAR ResNet"
     )
     parser.add_argument("--images", help="images per timed pass (default: 25600; CPU: 32)")
     parser.add_argument("--repeats", help="timed passes per case (default: 5; CPU: 3)")
@@ -248,8 +265,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     # Keras runs one step per call on PyTorch: no steps_per_execution above 1 there.
     cases = [Case(*c) for c in grid if not (c[0] == "torch" and c[-1] > 1)]
     if not args.no_reference and _installed("torch"):
-        grid = itertools.product(precisions, batch_sizes, augments)
-        cases += [Case(REFERENCE, REFERENCE_MODEL, p, b, a, "eager", 1) for p, b, a in grid]
+        grid = itertools.product(reference_models(models), precisions, batch_sizes, augments)
+        cases += [Case(REFERENCE, m, p, b, a, "eager", 1) for m, p, b, a in grid]
     if not cases:
         raise UserError("the options select no case to measure")
     out = Path(args.out)

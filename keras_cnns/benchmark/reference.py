@@ -1,9 +1,11 @@
-"""The plain-PyTorch reference: He et al.'s ResNet-56 for CIFAR, written directly in PyTorch.
+"""The plain-PyTorch reference: He et al.'s CIFAR ResNets, written directly in PyTorch.
 
-``reference_resnet`` has the shape and parameter count of ``resnet56_cifar`` (853,018
-trainable; option-A shortcuts); ``reference_augment`` is the same pad-crop and flip on the
-device; ``measure_reference`` times it like the Keras rows (eager, channels-last,
-``torch.autocast`` for the mixed precisions), so each ResNet-56 row shows its ratio to it.
+``reference_resnet(depth)`` has the shape and parameter count of ``resnet{depth}_cifar``
+(ResNet-56: 853,018 trainable; option-A shortcuts); ``reference_augment`` is the same pad-crop
+and flip on the device; ``measure_reference`` times the reference of a case's ResNet like the
+Keras rows (eager, channels-last, ``torch.autocast`` for the mixed precisions), on the GPU when
+there is one and on the CPU otherwise, so each CIFAR ResNet row shows its ratio to its own
+depth's reference.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from keras_cnns.benchmark.cases import (
     REFERENCE,
     Case,
     Sizes,
+    reference_depth,
 )
 from keras_cnns.benchmark.measure import _device, _Memory, _throughput
 
@@ -94,14 +97,14 @@ def reference_augment(x, generator):
 
 
 def measure_reference(case: Case, sizes: Sizes, *, isolated: bool) -> dict:
-    """Time the plain-PyTorch ResNet-56 on ``case`` (eager, channels-last, autocast)."""
+    """Time the plain-PyTorch twin of ``case.model`` on ``case`` (eager, channels-last, autocast)."""
     import torch
     from torch.nn import functional as F
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     memory = _Memory(REFERENCE, isolated)
-    model = reference_resnet().to(device, memory_format=torch.channels_last)
+    model = reference_resnet(reference_depth(case.model)).to(device, memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # The paper's "weight decay 1e-4" is torch SGD's weight_decay, the engine's L2 5e-5.
     optimizer = torch.optim.SGD(

@@ -43,16 +43,16 @@ from keras_cnns.benchmark.cases import (
 
 
 def _add_ratios(rows: list[dict]) -> None:
-    """``vs_reference``: a ResNet-56 row's throughput over the reference's at the same
-    precision, batch size and augmentation (and device)."""
-    reference = {
-        (r["precision"], str(r["batch_size"]), r["augment"], r["device"]): float(r["images_per_s"])
-        for r in rows
-        if r["backend"] == REFERENCE and r["status"] == "ok"
-    }
+    """``vs_reference``: a CIFAR ResNet row's throughput over its own depth's plain-PyTorch
+    reference at the same precision, batch size and augmentation (and device)."""
+
+    def key(r: dict) -> tuple:
+        return (r["model"], r["precision"], str(r["batch_size"]), r["augment"], r["device"])
+
+    reference = {key(r): float(r["images_per_s"]) for r in rows if r["backend"] == REFERENCE and r["status"] == "ok"}
     for r in rows:
-        ref = reference.get((r["precision"], str(r["batch_size"]), r["augment"], r["device"]))
-        ok = r["status"] == "ok" and r["model"] == REFERENCE_MODEL and ref
+        ref = reference.get(key(r))
+        ok = r["status"] == "ok" and ref
         r["vs_reference"] = round(float(r["images_per_s"]) / ref, 2) if ok else ""
 
 
@@ -358,17 +358,18 @@ def format_readme(rows: list[dict], plan: Plan, env: dict[str, str]) -> str:
         "pass by pass; `--isolate` in each command says whether a worker process ran a backend's "
         "cases or one compiled step's",
         "- each Keras row trains the engine's own step (`compile_for_training` + `fit_epoch`: SGD "
-        f"with momentum, L2 {L2:g}, float32 logits); the PyTorch row is a plain ResNet-56 "
-        f"({REFERENCE_TRAINABLE_PARAMS:,} trainable parameters, option A, eager, channels-last, "
-        "`torch.autocast`)",
+        f"with momentum, L2 {L2:g}, float32 logits); each PyTorch row is the same CIFAR ResNet "
+        f"written in plain PyTorch (ResNet-56: {REFERENCE_TRAINABLE_PARAMS:,} trainable parameters; "
+        "option A, eager, channels-last, `torch.autocast`), and `vs PyTorch` is a Keras row over "
+        "the PyTorch row of its own model",
         "",
         "Modes: " + "; ".join(f"`{m.name}`: {m.description}" for m in MODES.values()) + ".",
         "",
         "## Throughput",
         "",
         "img/s is the median timed pass; spread is (max - min) / median of the passes; vs PyTorch is "
-        "a ResNet-56 row over the PyTorch reference at the same precision, batch, augmentation and "
-        "device; peak MiB is the backend's peak device memory (n/a where it reports none: see "
+        "a CIFAR ResNet row over the PyTorch reference of the same depth at the same precision, "
+        "batch, augmentation and device; peak MiB is the backend's peak device memory (n/a where it reports none: see "
         "`memory_note` in the CSV).",
         "",
         format_table(rows),
