@@ -513,9 +513,10 @@ class StochasticDepth(keras.layers.Layer):
 
         if _conditionals_run_slowly():
             # Computed and discarded: the same values, states and gradients as the
-            # conditional, at constant-depth speed (see _conditionals_run_slowly).
-            (kept_out, kept_state), (dropped_out, _) = kept(), dropped()
-            outputs = ops.where(keep, kept_out, dropped_out)
+            # conditional, at constant-depth speed (see _conditionals_run_slowly). The select
+            # already gives a dropped block's weights their zero gradient.
+            kept_out, kept_state = kept()
+            outputs = ops.where(keep, kept_out, shortcut)
             new_state = [ops.where(keep, new, old) for new, old in zip(kept_state, state, strict=True)]
         else:
             outputs, new_state = ops.cond(keep, kept, dropped)

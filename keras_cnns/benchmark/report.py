@@ -42,16 +42,19 @@ from keras_cnns.benchmark.cases import (
 )
 
 
+def _case_key(r: dict) -> tuple:
+    """What two rows must share to be compared: model, precision, batch, augmentation, device."""
+    return (r["model"], r["precision"], str(r["batch_size"]), r["augment"], r["device"])
+
+
 def _add_ratios(rows: list[dict]) -> None:
     """``vs_reference``: a CIFAR ResNet row's throughput over its own depth's plain-PyTorch
     reference at the same precision, batch size and augmentation (and device)."""
-
-    def key(r: dict) -> tuple:
-        return (r["model"], r["precision"], str(r["batch_size"]), r["augment"], r["device"])
-
-    reference = {key(r): float(r["images_per_s"]) for r in rows if r["backend"] == REFERENCE and r["status"] == "ok"}
+    reference = {
+        _case_key(r): float(r["images_per_s"]) for r in rows if r["backend"] == REFERENCE and r["status"] == "ok"
+    }
     for r in rows:
-        ref = reference.get(key(r))
+        ref = reference.get(_case_key(r))
         ok = r["status"] == "ok" and ref
         r["vs_reference"] = round(float(r["images_per_s"]) / ref, 2) if ok else ""
 
@@ -197,29 +200,13 @@ def _augment_table(rows: list[dict]) -> str:
 def _modes_table(rows: list[dict]) -> str:
     """Each engine mode's throughput over ``plain``'s, per matching case."""
     plain = {
-        (
-            r["backend"],
-            r["model"],
-            r["precision"],
-            str(r["batch_size"]),
-            r["augment"],
-            r["device"],
-        ): float(r["images_per_s"])
+        (r["backend"], *_case_key(r)): float(r["images_per_s"])
         for r in rows
         if r["status"] == "ok" and r["mode"] == "plain" and str(r["steps_per_execution"]) == "1"
     }
     lines = []
     for r in sorted(rows, key=_sort_key):
-        base = plain.get(
-            (
-                r["backend"],
-                r["model"],
-                r["precision"],
-                str(r["batch_size"]),
-                r["augment"],
-                r["device"],
-            )
-        )
+        base = plain.get((r["backend"], *_case_key(r)))
         if r["status"] != "ok" or r["backend"] == REFERENCE or base is None:
             continue
         lines.append(
