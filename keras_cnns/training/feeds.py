@@ -24,21 +24,51 @@ DEVICE_DATA_FRACTION = 0.25
 
 
 class HostFeed:
-    """Images and labels in host memory: ``fit`` copies each batch to the device (the plain path)."""
+    """Images and labels in host memory: ``fit`` copies each batch to the device (the plain path).
+
+    On TensorFlow the batches come from a ``tf.data`` pipeline of our own (``_tf_batches``)
+    rather than from Keras' array adapter: the same batches in the same order, but with
+    ``tf.data``'s autotuner off. On a 2-core CPU the autotuner's threads compete with the
+    training step: measured, ResNet-20 trained at about 150 img/s in half of the epochs and
+    about 240 in the others, where the fixed pipeline gives the higher figure every epoch.
+    """
 
     on_device = False
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
         self.x, self.y = x, y
+        self._tensors = None  # the arrays as TensorFlow tensors, converted once
 
     def fit_data(self, batch_size: int, order: np.ndarray | None = None) -> dict:
         """``fit`` arguments for one pass in ``order`` (``None``: as stored)."""
+        if keras.backend.backend() == "tensorflow":
+            return {"x": self._tf_batches(batch_size, order)}
         if order is None:
             return {"x": self.x, "y": self.y, "batch_size": batch_size}
         return {"x": self.x[order], "y": self.y[order], "batch_size": batch_size}
 
     def validation_data(self, batch_size: int):
+        if keras.backend.backend() == "tensorflow":
+            return self._tf_batches(batch_size, None)
         return (self.x, self.y)
+
+    def _tf_batches(self, batch_size: int, order: np.ndarray | None):
+        """One pass as a ``tf.data.Dataset``: batches of ``order``'s indices, gathered from the
+        arrays (converted to tensors once, not copied per epoch), one batch read ahead, the
+        autotuner off."""
+        import tensorflow as tf  # only here: the engine must run where TF is not installed
+
+        if self._tensors is None:
+            self._tensors = (tf.convert_to_tensor(self.x), tf.convert_to_tensor(self.y))
+        x, y = self._tensors
+        indices = np.arange(len(self.x)) if order is None else np.asarray(order)
+        dataset = tf.data.Dataset.from_tensor_slices(indices.astype(np.int64)).batch(batch_size)
+        dataset = dataset.map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        # As Keras' own adapter: no graph rewrites (they serialise the pipeline, arrays included).
+        options.experimental_optimization.apply_default_optimizations = False
+        return dataset.with_options(options).prefetch(1)
 
 
 class DeviceFeed:
