@@ -257,6 +257,32 @@ def test_each_cifar_resnet_benchmarked_gets_its_own_reference():
     assert sorted({c.model for c in refs}) == ["resnet20_cifar", "resnet56_cifar"]
 
 
+def test_on_a_cpu_each_reference_takes_turns_with_its_keras_row_in_one_worker(monkeypatch):
+    import argparse
+
+    from keras_cnns.benchmark import runner
+    from keras_cnns.benchmark.cases import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["--cpu-sizes", "--backends", "tensorflow,jax", "--models", "resnet20_cifar,cifar_4layer",
+         "--batch-sizes", "16", "--augment", "off", "--isolate", "backend"]
+    )  # fmt: skip
+    plan = benchmark.plan_from_args(args)
+    monkeypatch.setattr(runner, "_gpu_visible", lambda: False)
+    groups = runner._worker_groups(plan)
+    assert [sorted({c.backend for c in g}) for g in groups] == [
+        [benchmark.REFERENCE, "tensorflow"], ["jax"]
+    ]  # the reference joins the first backend with its Keras row, not a worker of its own
+    (reference,) = [c for c in groups[0] if c.backend == benchmark.REFERENCE]
+    assert runner._partner_of(groups[0], reference).model == reference.model == "resnet20_cifar"
+    monkeypatch.setattr(runner, "_gpu_visible", lambda: True)  # a GPU: a worker of its own
+    assert [sorted({c.backend for c in g}) for g in runner._worker_groups(plan)] == [
+        ["tensorflow"], ["jax"], [benchmark.REFERENCE]
+    ]
+
+
 def test_reference_resnet56_has_the_keras_models_trainable_parameters():
     torch = pytest.importorskip("torch")
     model = benchmark.reference_resnet(56)

@@ -233,6 +233,62 @@ def _mnist(**changes) -> TrainConfig:
     )
 
 
+@pytest.mark.smoke
+def test_cpu_slowdowns_are_announced_once_with_their_measured_factor(monkeypatch, capsys):
+    from keras_cnns.training import environment
+
+    monkeypatch.setattr(environment, "_announced", set())
+    monkeypatch.setattr(environment, "_device_name", lambda: "cpu")
+    for backend in ("tensorflow", "jax", "torch"):
+        monkeypatch.setattr(environment.keras.backend, "backend", lambda b=backend: b)
+        assert environment.cpu_slowdowns("float32") == (
+            [environment.CPU_SLOWDOWNS[("jax", None)][1].format(factor=2.8)] if backend == "jax" else []
+        )
+    monkeypatch.setattr(environment.keras.backend, "backend", lambda: "tensorflow")
+    (line,) = environment.cpu_slowdowns("mixed_bfloat16")
+    assert "about 11x slower than float32" in line and "use float32" in line
+    environment.announce_cpu_slowdowns("mixed_bfloat16")
+    environment.announce_cpu_slowdowns("mixed_bfloat16")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("keras-cnns: note: mixed_bfloat16 on TensorFlow")
+    monkeypatch.setattr(environment, "_device_name", lambda: "NVIDIA H100")
+    assert environment.cpu_slowdowns("mixed_bfloat16") == []  # an accelerator: nothing to say
+
+
+def test_importing_keras_cnns_turns_on_onednn_on_x86_64_unless_the_user_set_it():
+    import os
+    import platform
+
+    code = "import os, keras_cnns; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
+
+    def value(**env):
+        base = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    assert value() == ("1" if x86 else "None")
+    assert value(TF_ENABLE_ONEDNN_OPTS="0") == "0"
+
+
+@pytest.mark.smoke
+def test_host_feed_batches_are_the_arrays_in_order_on_every_backend():
+    x = np.arange(10 * 2 * 2 * 1, dtype=np.float32).reshape(10, 2, 2, 1)
+    y = np.arange(10)
+    feed = training.HostFeed(x, y)
+    order = np.array([3, 1, 4, 0, 5, 9, 2, 6, 8, 7])
+    data = feed.fit_data(4, order)
+    if keras.backend.backend() == "tensorflow":  # our own tf.data pipeline, the autotuner off
+        dataset = data["x"]
+        assert dataset.options().autotune.enabled is False
+        batches = [(bx.numpy(), by.numpy()) for bx, by in dataset]
+    else:
+        batches = [(data["x"][i : i + 4], data["y"][i : i + 4]) for i in range(0, 10, 4)]
+    assert [len(b) for b, _ in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([b for b, _ in batches]), x[order])
+    np.testing.assert_array_equal(np.concatenate([b for _, b in batches]), y[order])
+
+
 def test_record_fields(tmp_path, data_dir):
     config = _mnist(select="best_val", augment=("translate",))
     keras.config.set_dtype_policy("mixed_bfloat16")  # the caller's policy...

@@ -16,7 +16,8 @@ ends with the epoch's logs read back on the host, so all its device work is done
 reports the median pass (images / seconds) and the spread (max - min) / median. The engine
 modes of one model, precision, batch, augmentation and steps per execution share one
 compiled step and take turns pass by pass, so a drift of the machine's speed reaches them
-alike. Peak device memory: JAX ``Device.memory_stats()["peak_bytes_in_use"]``, PyTorch
+alike; on a CPU (no GPU seen, ``--isolate backend``) each plain-PyTorch reference runs in the
+worker of the first backend with its Keras row and takes its turn after it, for the same reason. Peak device memory: JAX ``Device.memory_stats()["peak_bytes_in_use"]``, PyTorch
 ``torch.cuda.max_memory_allocated``, TensorFlow ``tf.config.experimental.get_memory_info``;
 "n/a" with the reason where the backend reports none (on a CPU none of them does). Each
 backend runs in its own worker process (``--isolate backend``), or each compiled step with

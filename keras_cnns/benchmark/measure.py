@@ -44,13 +44,17 @@ def _throughput(case: Case, times: list[float], first: float, steps: int, **fiel
     )
 
 
-def measure_keras(cases: Sequence[Case], sizes: Sizes, *, isolated: bool) -> list[dict]:
+def measure_keras(
+    cases: Sequence[Case], sizes: Sizes, *, isolated: bool, partner: Any = None
+) -> list[dict]:
     """Time the engine's training step for ``cases`` (one compile group: only their modes
     differ) on this process's Keras backend.
 
     The step is compiled once; after the warm-up the modes take turns, pass by pass, so a
     change of the machine's speed during the run (other work, clocks) reaches every mode
-    alike and the ratios between modes stay fair.
+    alike and the ratios between modes stay fair. A ``partner`` (``reference.Reference``: the
+    plain-PyTorch twin of the same model, precision, batch and augmentation, built by the
+    worker) takes its turn after them, for the same reason: its row is returned last.
     """
     import keras
     import numpy as np
@@ -100,6 +104,7 @@ def measure_keras(cases: Sequence[Case], sizes: Sizes, *, isolated: bool) -> lis
             if on_device not in made:
                 made[on_device] = training.make_feed(x, y, on_device=on_device)
             feeds[c] = made[on_device]
+        partner_seconds: list[float] = []
         epoch = 0
         seconds: dict[Case, list[float]] = {c: [] for c in timed}
         losses: list[float] = []
@@ -120,6 +125,8 @@ def measure_keras(cases: Sequence[Case], sizes: Sizes, *, isolated: bool) -> lis
                 seconds[c].append(time.perf_counter() - start)
                 losses.append(history.history["loss"][-1])
                 epoch += 1
+            if partner is not None:
+                partner_seconds.append(partner.timed_pass())
     peak, note = memory.peak()
     if len(timed) > 1 and peak != "n/a":
         note += f" (the peak of the {len(timed)} modes timed together)"
@@ -139,6 +146,8 @@ def measure_keras(cases: Sequence[Case], sizes: Sizes, *, isolated: bool) -> lis
         )
         if diverged:
             rows[c]["status"] = "diverged: the loss went non-finite, so training stopped early"
+    if partner is not None:
+        rows[partner.case] = partner.row(partner_seconds)
     return list(rows.values())
 
 

@@ -5,7 +5,8 @@
 and flip on the device; ``measure_reference`` times the reference of a case's ResNet like the
 Keras rows (eager, channels-last, ``torch.autocast`` for the mixed precisions), on the GPU when
 there is one and on the CPU otherwise, so each CIFAR ResNet row shows its ratio to its own
-depth's reference.
+depth's reference. ``Reference`` trains it pass by pass: on a CPU it takes turns with the
+Keras row it is compared with, in that row's worker process.
 """
 
 from __future__ import annotations
@@ -98,67 +99,82 @@ def reference_augment(x, generator):
 
 def measure_reference(case: Case, sizes: Sizes, *, isolated: bool) -> dict:
     """Time the plain-PyTorch twin of ``case.model`` on ``case`` (eager, channels-last, autocast)."""
-    import torch
-    from torch.nn import functional as F
+    reference = Reference(case, sizes, isolated=isolated)
+    seconds = [reference.timed_pass() for _ in range(sizes.warmup + sizes.repeats)]
+    return reference.row(seconds)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    memory = _Memory(REFERENCE, isolated)
-    model = reference_resnet(reference_depth(case.model)).to(device, memory_format=torch.channels_last)
-    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    # The paper's "weight decay 1e-4" is torch SGD's weight_decay, the engine's L2 5e-5.
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=LEARNING_RATE, momentum=0.9, weight_decay=2 * L2
-    )
-    dtype = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(case.precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
-    steps = math.ceil(sizes.images / case.batch_size)
-    n = steps * case.batch_size
-    generator = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(n, 3, *IMAGE_SHAPE[:2], device=device, generator=generator)
-    x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, NUM_CLASSES, (n,), device=device, generator=generator)
-    losses = []
 
-    def train_pass():
-        loss = None
-        for i in range(steps):
-            xb, yb = (
-                x[i * case.batch_size : (i + 1) * case.batch_size],
-                y[i * case.batch_size : (i + 1) * case.batch_size],
-            )
-            if case.augment:
-                xb = reference_augment(xb, generator)
-            with torch.autocast(
-                device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-            ):
-                loss = F.cross_entropy(model(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        losses.append(float(loss.detach()))  # waits for the pass's last step, as Keras' logs do
+class Reference:
+    """The plain-PyTorch twin of ``case.model``, built and fed, ready to train pass by pass
+    (``timed_pass``): alone in its worker (``measure_reference``), or taking turns with the
+    Keras row it is compared with (``measure.measure_keras``'s ``partner``)."""
 
-    model.train()
-    seconds = []
-    for _ in range(sizes.warmup + sizes.repeats):
+    def __init__(self, case: Case, sizes: Sizes, *, isolated: bool):
+        import torch
+
+        self.case, self.sizes = case, sizes
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        torch.manual_seed(0)
+        self.memory = _Memory(REFERENCE, isolated)
+        self.model = reference_resnet(reference_depth(case.model)).to(
+            self.device, memory_format=torch.channels_last
+        )
+        self.params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        # The paper's "weight decay 1e-4" is torch SGD's weight_decay, the engine's L2 5e-5.
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=LEARNING_RATE, momentum=0.9, weight_decay=2 * L2
+        )
+        self.dtype = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(
+            case.precision
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype is torch.float16)
+        self.steps = math.ceil(sizes.images / case.batch_size)
+        n = self.steps * case.batch_size
+        self.generator = torch.Generator(device=self.device).manual_seed(0)
+        x = torch.randn(n, 3, *IMAGE_SHAPE[:2], device=self.device, generator=self.generator)
+        self.x = x.contiguous(memory_format=torch.channels_last)
+        self.y = torch.randint(0, NUM_CLASSES, (n,), device=self.device, generator=self.generator)
+        self.losses: list[float] = []
+        self.model.train()
+
+    def timed_pass(self) -> float:
+        """Train one pass over the images; its seconds."""
+        import torch
+        from torch.nn import functional as F
+
+        case, dtype, batch = self.case, self.dtype, self.case.batch_size
         start = time.perf_counter()
-        train_pass()
-        seconds.append(time.perf_counter() - start)
-    times, first = seconds[sizes.warmup :], seconds[0]
-    peak, note = memory.peak()
-    row = _throughput(
-        case,
-        times,
-        first,
-        steps,
-        data="device",
-        jit_compile=False,
-        peak_memory_mib=peak,
-        memory_note=note,
-        trainable_params=params,
-        device=_device(REFERENCE),
-    )
-    if not all(math.isfinite(v) for v in losses):
-        row["status"] = "diverged: the loss went non-finite"
-    return row
+        loss = None
+        for i in range(self.steps):
+            xb, yb = self.x[i * batch : (i + 1) * batch], self.y[i * batch : (i + 1) * batch]
+            if case.augment:
+                xb = reference_augment(xb, self.generator)
+            with torch.autocast(
+                self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+            ):
+                loss = F.cross_entropy(self.model(xb), yb)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.losses.append(float(loss.detach()))  # waits for the last step, as Keras' logs do
+        return time.perf_counter() - start
+
+    def row(self, seconds: list[float]) -> dict:
+        """The table row of the passes timed in ``seconds`` (the first ``sizes.warmup`` untimed)."""
+        peak, note = self.memory.peak()
+        row = _throughput(
+            self.case,
+            seconds[self.sizes.warmup :],
+            seconds[0],
+            self.steps,
+            data="device",
+            jit_compile=False,
+            peak_memory_mib=peak,
+            memory_note=note,
+            trainable_params=self.params,
+            device=_device(REFERENCE),
+        )
+        if not all(math.isfinite(v) for v in self.losses):
+            row["status"] = "diverged: the loss went non-finite"
+        return row

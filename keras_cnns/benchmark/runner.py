@@ -27,11 +27,12 @@ from keras_cnns.benchmark.cases import (
     Case,
     Plan,
     Sizes,
+    _gpu_visible,
     _row,
     _row_key,
 )
 from keras_cnns.benchmark.measure import measure_keras
-from keras_cnns.benchmark.reference import measure_reference
+from keras_cnns.benchmark.reference import Reference, measure_reference
 from keras_cnns.benchmark.report import _combine, _read_csv, format_table, write_outputs
 
 
@@ -78,7 +79,26 @@ def _worker_groups(plan: Plan) -> list[list[Case]]:
     groups: dict[str, list[Case]] = {}
     for case in plan.cases:
         groups.setdefault(case.backend, []).append(case)
+    if REFERENCE in groups and not _gpu_visible():
+        # On a CPU each reference runs in the worker of the first backend with its Keras row,
+        # taking turns with it pass by pass (``worker_main``): the machine's changing load
+        # then reaches both alike. (On a GPU the frameworks would compete for its memory.)
+        alone = []
+        for reference in groups.pop(REFERENCE):
+            home = next((g for g in groups.values() if _partner_of(g, reference)), None)
+            (alone if home is None else home).append(reference)
+        if alone:
+            groups[REFERENCE] = alone
     return list(groups.values())
+
+
+def _partner_of(cases: Sequence[Case], reference: Case) -> Case | None:
+    """The first Keras case of ``cases`` that ``reference`` is compared with, or ``None``."""
+    return next((c for c in cases if c.backend != REFERENCE and _pair_key(c) == _pair_key(reference)), None)
+
+
+def _pair_key(case: Case) -> tuple:
+    return (case.model, case.precision, case.batch_size, case.augment)
 
 
 def _run_worker(cases: list[Case], plan: Plan) -> Iterator[dict]:
@@ -154,14 +174,27 @@ def worker_main(spec_path: str) -> int:
     """Measure the cases of a spec file, appending one JSON row per case to its result file."""
     spec = json.loads(Path(spec_path).read_text())
     sizes = Sizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["sizes"].items()})
-    for group in _compile_groups([Case(**item) for item in spec["cases"]]):
+    cases = [Case(**item) for item in spec["cases"]]
+    keras_cases = [c for c in cases if c.backend != REFERENCE]
+    # A reference in a Keras backend's worker takes turns with its Keras row (``_worker_groups``).
+    partners = {}
+    for reference in (c for c in cases if c.backend == REFERENCE):
+        home = _partner_of(keras_cases, reference)
+        if home is not None and _compile_key(home) not in partners:
+            partners[_compile_key(home)] = reference
+    for group in _compile_groups(cases):
+        partner = None if group[0].backend == REFERENCE else partners.get(_compile_key(group[0]))
+        if group[0].backend == REFERENCE and group[0] in partners.values():
+            continue  # timed with its Keras row
         try:
             if group[0].backend == REFERENCE:
                 rows = [measure_reference(group[0], sizes, isolated=spec["isolated"])]
             else:
-                rows = measure_keras(group, sizes, isolated=spec["isolated"])
+                twin = None if partner is None else Reference(partner, sizes, isolated=False)
+                rows = measure_keras(group, sizes, isolated=spec["isolated"], partner=twin)
         except Exception as err:  # a group failing (out of memory, unsupported dtype) is a row
             message = " ".join(str(err).split())[:300]
+            group = group + [partner] if partner is not None else group
             rows = [_row(case, status=f"error: {type(err).__name__}: {message}") for case in group]
         with open(spec["result"], "a") as f:
             f.write("".join(json.dumps(row) + "\n" for row in rows))

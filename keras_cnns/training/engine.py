@@ -42,6 +42,7 @@ from keras_cnns.training.environment import (
     _device_name,
     _utc_now,
     _versions,
+    announce_cpu_slowdowns,
     deterministic_kernels,
     dtype_policy,
     git_revision,
@@ -289,6 +290,7 @@ class _Run:
         self.test_feed = (self.placement.make_feed if distributed else HostFeed)(self.x_test, self.y_test)
 
     def _say_hello(self) -> None:
+        announce_cpu_slowdowns(self.config.precision)
         if not self.verbose:
             return
         s, c = self.splits, self.config

@@ -67,6 +67,48 @@ def deterministic_kernels(enabled: bool) -> Iterator[None]:
         if restore is not None:
             restore()
 
+# (backend, precision or None for any) that trains several times slower on a CPU than
+# TensorFlow in float32, with the factor measured by `keras-cnns benchmark`
+# (results/benchmarks/README.md: ResNet-20, batch 128, no augmentation, 2 AMD EPYC (Zen 3)
+# cores, AVX2 without AVX-512).
+CPU_SLOWDOWNS = {
+    ("jax", None): (
+        2.8,  # ResNet-20: 113 img/s against TensorFlow's 312
+        "the JAX backend on a CPU trains about {factor:.1f}x slower than TensorFlow "
+        "(measured, ResNet-20); for CPU runs set KERAS_BACKEND=tensorflow (JAX is the GPU backend)",
+    ),
+    ("tensorflow", "mixed_bfloat16"): (
+        11,  # 28 img/s against float32's 312
+        "mixed_bfloat16 on TensorFlow on a CPU trains about {factor:.0f}x slower than float32 "
+        "(measured, ResNet-20, a CPU without AVX512_BF16); use float32 on a CPU",
+    ),
+    ("tensorflow", "mixed_float16"): (
+        4.1,  # 76 img/s against float32's 312
+        "mixed_float16 on TensorFlow on a CPU trains about {factor:.0f}x slower than float32 "
+        "(measured, ResNet-20): CPUs have no fast float16 convolutions; use float32 on a CPU",
+    ),
+}
+_announced: set[str] = set()
+
+
+def cpu_slowdowns(precision: str) -> list[str]:
+    """The ``CPU_SLOWDOWNS`` lines that apply to a run at ``precision`` on this backend and
+    device (none on an accelerator)."""
+    if _device_name() != "cpu":
+        return []
+    backend = keras.backend.backend()
+    keys = [k for k in ((backend, None), (backend, precision)) if k in CPU_SLOWDOWNS]
+    return [CPU_SLOWDOWNS[k][1].format(factor=CPU_SLOWDOWNS[k][0]) for k in keys]
+
+
+def announce_cpu_slowdowns(precision: str) -> None:
+    """Print each of ``cpu_slowdowns(precision)`` to stderr, once a process."""
+    for line in cpu_slowdowns(precision):
+        if line not in _announced:
+            _announced.add(line)
+            print(f"keras-cnns: note: {line}", file=sys.stderr, flush=True)
+
+
 def _utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
