@@ -59,7 +59,8 @@ class HostFeed:
         import tensorflow as tf  # only here: the engine must run where TF is not installed
 
         if self._tensors is None:
-            self._tensors = (tf.convert_to_tensor(self.x), tf.convert_to_tensor(self.y))
+            with tf.device("CPU:0"):  # host memory, where tf.data runs (not a GPU's)
+                self._tensors = (tf.convert_to_tensor(self.x), tf.convert_to_tensor(self.y))
         x, y = self._tensors
         indices = np.arange(len(self.x)) if order is None else np.asarray(order)
         dataset = tf.data.Dataset.from_tensor_slices(indices.astype(np.int64)).batch(batch_size)
