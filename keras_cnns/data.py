@@ -8,7 +8,8 @@ Three parts, each a small set of pure helpers:
   validation split carved from the training set and seeded subsets for CPU smoke runs.
 * ``fit_preprocessing``: the papers' input preprocessing, fitted on training images only:
   ``none`` (x / 255), ``standardize`` (per-channel mean / std; Huang et al. 2016),
-  ``pixel_mean`` (per-pixel mean subtraction; He et al. 2016, Sec. 4.2), ``gcn_zca``
+  ``pixel_mean`` (per-pixel mean subtraction; He et al. 2016, Sec. 4.2), ``pixel_mean_255``
+  (the same in pixel units, as cuda-convnet fed CIFAR to Krizhevsky et al. 2012), ``gcn_zca``
   (per-image mean subtraction then ZCA whitening; Srivastava et al. 2014, Sec. B.3) and
   ``lenet`` (pad to 32x32, background -0.1, ink 1.175; LeCun et al. 1998, Sec. II-A).
 * ``make_augmenter``: a Keras layer (``layers.ImageAugmentation``) that augments each batch
@@ -474,7 +475,7 @@ def _split(info, arrays, origin, *, val_size, seed, train_subset, test_subset) -
 
 # --- preprocessing -----------------------------------------------------------------------------
 
-PREPROCESSING = ("none", "standardize", "pixel_mean", "gcn_zca", "lenet")
+PREPROCESSING = ("none", "standardize", "pixel_mean", "pixel_mean_255", "gcn_zca", "lenet")
 
 # gcn_zca: epsilon added to every eigenvalue of the covariance before the inverse square root,
 # in units of the MEAN eigenvalue (the mean pixel variance), so it does not depend on the
@@ -543,6 +544,8 @@ class Preprocessor:
             return (unit - self.stats["mean"]) / self.stats["std"]
         if self.name == "pixel_mean":
             return unit - self.stats["mean"]
+        if self.name == "pixel_mean_255":
+            return (unit - self.stats["mean"]) * np.float32(255.0)
         if self.name == "gcn_zca":
             flat = _gcn(unit).reshape(len(x), -1) - self.stats["mean"]
             return (flat @ self.stats["zca"]).reshape(x.shape)
@@ -563,7 +566,7 @@ class Preprocessor:
         if self.name in ("standardize",):
             described["mean"] = [float(v) for v in self.stats["mean"]]
             described["std"] = [float(v) for v in self.stats["std"]]
-        if self.name == "pixel_mean":
+        if self.name in ("pixel_mean", "pixel_mean_255"):
             described["mean_of_pixel_means"] = [
                 float(v) for v in self.stats["mean"].reshape(-1, self.image_shape[-1]).mean(0)
             ]
@@ -601,7 +604,8 @@ def fit_preprocessing(
     Args:
         name: one of ``PREPROCESSING``: ``none`` (x / 255); ``standardize`` (x / 255, then
             per-channel mean 0 and std 1 over the training set); ``pixel_mean`` (x / 255
-            minus the per-pixel training mean; He et al. 2016); ``gcn_zca`` (x / 255, each
+            minus the per-pixel training mean; He et al. 2016); ``pixel_mean_255`` (the same
+            in pixel units, 0-255: cuda-convnet's CIFAR input, Krizhevsky et al. 2012); ``gcn_zca`` (x / 255, each
             image's per-channel mean subtracted, then ZCA whitening fitted on the training
             set; Srivastava et al. 2014); ``lenet`` (pad 2 px of background, then background
             -0.1 and ink 1.175; LeCun et al. 1998).
@@ -634,7 +638,7 @@ def fit_preprocessing(
         if np.any(std == 0):
             raise UserError("standardize: a channel is constant over the training images")
         return Preprocessor(name, shape, n, {"mean": mean.astype(np.float32), "std": std.astype(np.float32)})
-    if name == "pixel_mean":
+    if name in ("pixel_mean", "pixel_mean_255"):
         total = np.zeros(shape)
         for chunk in _chunks(x_train):
             total += _unit(chunk).sum(axis=0, dtype=np.float64)

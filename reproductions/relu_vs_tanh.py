@@ -30,6 +30,11 @@ Command::
 
     keras-cnns reproduce relu-vs-tanh --preset smoke
     keras-cnns reproduce relu-vs-tanh --preset quick --seeds 3
+    keras-cnns reproduce relu-vs-tanh --preset cpu --seeds 2
+
+The ``*_cudaconvnet`` variants (paper and cpu presets) repeat the comparison with the choices
+of the paper's own tool, cuda-convnet: Gaussian weights of std 1e-4 / 0.01 and inputs in pixel
+units (0-255) minus the mean image, at learning rates around its 0.001.
 """
 
 from __future__ import annotations
@@ -64,18 +69,36 @@ VARIANTS = {
     "tanh": replace(_RELU, model_kwargs=(("activation", "tanh"),)),
 }
 
+# The same comparison with the choices of the paper's time and tool (cuda-convnet's CIFAR
+# configurations, example-layers/layers-18pct.cfg and layer-params-18pct.cfg): inputs in pixel
+# units (0-255) minus the mean image, zero-mean Gaussian weights of std 1e-4 (conv1) and 0.01
+# (the rest), biases zero, SGD with momentum 0.9 at a learning rate near its epsW = 0.001.
+_CUDA_CONVNET = replace(_RELU, preprocess="pixel_mean_255", learning_rate=0.001)
+CUDA_CONVNET_VARIANTS = {
+    f"{act}_cudaconvnet": replace(_CUDA_CONVNET, model_kwargs=(("activation", act), ("init", "cuda_convnet")))
+    for act in ("relu", "tanh")
+}
+
 # Deviation from paper: the paper does not say which learning rates it tried.
 _PAPER_RATES = (0.005, 0.01, 0.02, 0.04, 0.08)
 
 PAPER = Preset(
-    configs=VARIANTS,
+    configs={**VARIANTS, **CUDA_CONVNET_VARIANTS},
     datasets=("cifar10",),
     purpose=(
         "The paper's setting: each activation at its fastest learning rate of a 5-value sweep "
-        "(30 epochs each), then 60 epochs on 45,000 images."
+        "(30 epochs each), then 60 epochs on 45,000 images; with today's defaults and with "
+        "cuda-convnet's initialisation and input scale."
     ),
     runtime="not yet measured on a GPU.",
-    sweep=Sweep("learning_rate", {v: _PAPER_RATES for v in VARIANTS}, epochs=30),
+    sweep=Sweep(
+        "learning_rate",
+        {
+            **{v: _PAPER_RATES for v in VARIANTS},
+            **{v: tuple(r / 10 for r in _PAPER_RATES) for v in CUDA_CONVNET_VARIANTS},
+        },
+        epochs=30,
+    ),
 )
 
 QUICK = Preset(
@@ -90,19 +113,32 @@ QUICK = Preset(
 CPU = Preset(
     # Each run stops after its first epoch at 25% training error (the measured quantity), so
     # the 100 epochs are a cap for a slow activation, not a cost.
-    configs={k: replace(c, epochs=100, stop_at_train_error=25.0) for k, c in VARIANTS.items()},
+    configs={
+        k: replace(c, epochs=100, stop_at_train_error=25.0)
+        for k, c in {**VARIANTS, **CUDA_CONVNET_VARIANTS}.items()
+    },
     datasets=("cifar10",),
     purpose=(
         "Two CPU cores: all 45,000 training images, a 3-value learning-rate sweep of up to 8 "
         "epochs per activation, then main runs that stop at 25% training error (at most 100 "
-        "epochs)."
+        "epochs); twice: with today's defaults (Glorot init, inputs in [0, 1]) and with "
+        "cuda-convnet's (Gaussian init of std 1e-4 / 0.01, inputs in pixel units)."
     ),
     runtime="not yet measured (expected about 30 s an epoch on 2 x86_64 CPU cores, TensorFlow).",
     deviations=(
         "CPU: 3 learning rates swept for up to 8 epochs; each run stops after its first epoch at "
         "25% training error (at most 100 epochs), so the curves end there.",
+        "The *_cudaconvnet variants: cuda-convnet's initialisation and input scale; its biases "
+        "learnt at twice the weights' rate are not reproduced (one learning rate for all).",
     ),
-    sweep=Sweep("learning_rate", {v: (0.01, 0.02, 0.04) for v in VARIANTS}, epochs=8),
+    sweep=Sweep(
+        "learning_rate",
+        {
+            **{v: (0.01, 0.02, 0.04) for v in VARIANTS},
+            **{v: (0.0005, 0.001, 0.002) for v in CUDA_CONVNET_VARIANTS},
+        },
+        epochs=8,
+    ),
 )
 
 SMOKE = Preset(
@@ -133,10 +169,17 @@ EXPERIMENT = Experiment(
         "Trained on 45,000 images (5,000 held out for validation).",
         "Training error is Keras' running accuracy over each epoch, not a separate pass over the training set.",
     ),
-    orderings=(Ordering("relu", "tanh"),),
+    orderings=(Ordering("relu", "tanh"), Ordering("relu_cudaconvnet", "tanh_cudaconvnet")),
     ratios=(
         Ratio("tanh", "relu", "metric", "Epochs to 25% training error, tanh / ReLU", paper=6.0),
         Ratio("tanh", "relu", "seconds_to_target", "Seconds to 25% training error, tanh / ReLU"),
+        Ratio(
+            "tanh_cudaconvnet",
+            "relu_cudaconvnet",
+            "metric",
+            "Epochs to 25% training error with cuda-convnet's init and input scale, tanh / ReLU",
+            paper=6.0,
+        ),
     ),
     curves=("train",),
 )

@@ -334,7 +334,7 @@ def test_preprocessing_none_and_unknown(cifar_subset):
     out = pre.apply(cifar_subset.x_test)
     assert out.dtype == np.float32 and out.shape == cifar_subset.x_test.shape
     np.testing.assert_allclose(out, cifar_subset.x_test / 255.0, rtol=1e-6)
-    with pytest.raises(UserError, match="none, standardize, pixel_mean, gcn_zca, lenet"):
+    with pytest.raises(UserError, match="none, standardize, pixel_mean, pixel_mean_255, gcn_zca, lenet"):
         data.fit_preprocessing("whiten", cifar_subset.x_train)
     with pytest.raises(UserError, match="uint8 NHWC"):
         pre.apply(out)
@@ -361,6 +361,17 @@ def test_pixel_mean(cifar_subset):
     # Only a shift: the spread of x / 255 is untouched.
     np.testing.assert_allclose(out[0] - out[1], (cifar_subset.x_train[0] / 255.0) - (cifar_subset.x_train[1] / 255.0), atol=1e-6)
     json.dumps(pre.info())
+
+
+def test_pixel_mean_255_is_pixel_mean_in_pixel_units(cifar_subset):
+    unit = data.fit_preprocessing("pixel_mean", cifar_subset.x_train).apply(cifar_subset.x_test)
+    pre = data.fit_preprocessing("pixel_mean_255", cifar_subset.x_train)
+    out = pre.apply(cifar_subset.x_test)
+    np.testing.assert_allclose(out, unit * 255.0, rtol=1e-6, atol=1e-4)
+    # cuda-convnet's input: raw pixel differences, so two images differ by whole pixel values.
+    diff = out[0] - out[1]
+    np.testing.assert_allclose(diff, cifar_subset.x_test[0].astype(np.float32) - cifar_subset.x_test[1], atol=1e-3)
+    assert json.loads(json.dumps(pre.info()))["name"] == "pixel_mean_255"
 
 
 def test_gcn_zca_whitens(cifar_subset):

@@ -432,6 +432,25 @@ def test_cifar_4layer_activation_option():
     assert model.output_shape == (None, 10)
 
 
+@pytest.mark.smoke
+def test_cifar_4layer_cuda_convnet_init_draws_each_layers_gaussian(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_model("cifar_4layer", init="cuda_convnet")
+    assert model.count_params() == 89_578  # the same net, only the draw differs
+    stds = {"conv1_conv": 1e-4, "conv2_conv": 0.01, "conv3_conv": 0.01, "logits": 0.01}
+    for name, std in stds.items():
+        kernel, bias = (np.asarray(w) for w in model.get_layer(name).get_weights())
+        assert abs(kernel.mean()) < 0.1 * std, name
+        assert kernel.std() == pytest.approx(std, rel=0.1), name  # 1,600+ draws per kernel
+        assert not bias.any(), name
+    glorot = build_model("cifar_4layer")
+    assert np.asarray(glorot.get_layer("conv1_conv").kernel).std() > 100 * stds["conv1_conv"]
+    path = tmp_path / "cc.keras"
+    model.save(path)
+    again = keras.saving.load_model(path)
+    np.testing.assert_array_equal(np.asarray(again.get_layer("conv1_conv").kernel), np.asarray(model.get_layer("conv1_conv").kernel))
+
+
 # --- user errors --------------------------------------------------------------------------------
 
 
@@ -447,6 +466,8 @@ def test_cifar_4layer_activation_option():
         ("densenet40_cifar", {"dropout": 1.5}, "dropout=1.5"),
         ("dropout_cifar", {"dropout": "conv"}, "dropout='conv' is not valid"),
         ("cifar_4layer", {"dropout": "all"}, "no dropout rates"),
+        ("cifar_4layer", {"init": "he"}, "init='he' is not valid"),
+        ("dropout_cifar", {"init": "cuda_convnet"}, "no cuda-convnet initialisation"),
         ("resnet50", {"growth_rate": 12}, "takes no option 'growth_rate'"),
     ],
 )

@@ -16,7 +16,10 @@ cuda-convnet CIFAR net: conv 5x5x32 (pad 2), max pool 3/2, conv 5x5x32, avg pool
 
 Deviation from paper (both): padding, pooling padding and initialisation are not given;
 convolutions and pooling use 'same' padding (32 -> 16 -> 8 -> 4) and Keras' default
-Glorot-uniform initialisation.
+Glorot-uniform initialisation. ``cifar_4layer(init="cuda_convnet")`` draws the weights as
+cuda-convnet's CIFAR configurations of the time did (``example-layers/layers-18pct.cfg``):
+zero-mean Gaussians of std 1e-4 for the first convolution and 0.01 for the others and the
+output layer, biases zero; those stds are meant for inputs in pixel units (0-255).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from keras_cnns.options import check_activation, check_choice
 
 FAMILY = "cifar_nets"
 DROPOUT_PLACEMENTS = ("none", "fc", "all")
+# "glorot_uniform": Keras' default; "cuda_convnet": each layer's Gaussian std from the spec.
+INITS = ("glorot_uniform", "cuda_convnet")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class ConvLayer:
     pool_size: int = 3
     pool_strides: int = 2
     dropout: float = 0.0
+    init_std: float | None = None  # cuda-convnet's initW (init="cuda_convnet")
 
 
 @dataclass(frozen=True)
@@ -60,12 +66,15 @@ class CifarNetSpec:
         dense: the hidden dense layers.
         input_dropout: dropout rate on the input image.
         max_norm: max-norm bound ``c`` on every weight vector (``None``: unconstrained).
+        logits_init_std: the output layer's Gaussian std for ``init="cuda_convnet"`` (set
+            together with every conv layer's ``init_std``; ``None``: not available).
     """
 
     convs: tuple[ConvLayer, ...]
     dense: tuple[DenseLayer, ...] = ()
     input_dropout: float = 0.0
     max_norm: float | None = None
+    logits_init_std: float | None = None
 
 
 SPECS: dict[str, CifarNetSpec] = {
@@ -80,13 +89,15 @@ SPECS: dict[str, CifarNetSpec] = {
         input_dropout=0.1,
         max_norm=4.0,
     ),
-    # Krizhevsky et al. 2012, Fig. 1 (architecture: cuda-convnet's CIFAR net, see papers.md).
+    # Krizhevsky et al. 2012, Fig. 1 (architecture: cuda-convnet's CIFAR net, see papers.md);
+    # init stds: cuda-convnet's layers-18pct.cfg (conv1 initW=0.0001, the rest 0.01).
     "cifar_4layer": CifarNetSpec(
         convs=(
-            ConvLayer(32, 5, "max"),
-            ConvLayer(32, 5, "avg"),
-            ConvLayer(64, 5, "avg"),
+            ConvLayer(32, 5, "max", init_std=1e-4),
+            ConvLayer(32, 5, "avg", init_std=0.01),
+            ConvLayer(64, 5, "avg", init_std=0.01),
         ),
+        logits_init_std=0.01,
     ),
 }
 
@@ -99,6 +110,7 @@ def build_cifar_net(
     name: str,
     activation="relu",
     dropout: str = "none",
+    init: str = "glorot_uniform",
 ):
     """Build a small CIFAR net that returns logits.
 
@@ -111,12 +123,18 @@ def build_cifar_net(
         dropout: placement of the spec's dropout rates: ``"none"``, ``"fc"`` (after the
             hidden dense layers only: Table 4's "dropout in fully connected layers") or
             ``"all"`` (also on the input and after every conv block).
+        init: ``"glorot_uniform"`` (Keras' default) or ``"cuda_convnet"`` (zero-mean
+            Gaussians with the spec's per-layer stds, biases zero; nets whose spec has them).
 
     Returns:
         A ``keras.Model`` mapping images to float32 logits.
     """
     check_choice("dropout", dropout, DROPOUT_PLACEMENTS)
     check_activation(activation)
+    check_choice("init", init, INITS)
+    stds = [c.init_std for c in spec.convs] + [spec.logits_init_std]
+    if init == "cuda_convnet" and (spec.dense or None in stds):
+        raise UserError(f"model {name!r} has no cuda-convnet initialisation in its spec; use init='glorot_uniform'")
     rates = [spec.input_dropout, *(c.dropout for c in spec.convs), *(d.dropout for d in spec.dense)]
     if dropout != "none" and not any(rates):
         raise UserError(f"model {name!r} has no dropout rates in its spec; use dropout='none'")
@@ -132,6 +150,11 @@ def build_cifar_net(
     dense_norm = keras.constraints.MaxNorm(c, axis=0) if c else None
     in_convs = dropout == "all"
 
+    def initializer(std):
+        if init == "glorot_uniform":
+            return "glorot_uniform"
+        return keras.initializers.RandomNormal(stddev=std)
+
     inputs = model_input(input_shape)
     x = inputs
     if in_convs and spec.input_dropout:
@@ -141,6 +164,7 @@ def build_cifar_net(
             conv.filters,
             conv.kernel_size,
             padding="same",
+            kernel_initializer=initializer(conv.init_std),
             kernel_constraint=conv_norm,
             name=f"conv{i}_conv",
         )(x)
@@ -155,7 +179,13 @@ def build_cifar_net(
         x = layers.Activation(activation, name=f"fc{i}_{act}")(x)
         if dropout != "none" and dense.dropout:
             x = layers.Dropout(dense.dropout, name=f"fc{i}_drop")(x)
-    outputs = classifier_head(x, num_classes, name="logits", kernel_constraint=dense_norm)
+    outputs = classifier_head(
+        x,
+        num_classes,
+        name="logits",
+        kernel_initializer=initializer(spec.logits_init_std),
+        kernel_constraint=dense_norm,
+    )
     return keras.Model(inputs, outputs, name=name)
 
 
