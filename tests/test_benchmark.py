@@ -283,6 +283,44 @@ def test_on_a_cpu_each_reference_takes_turns_with_its_keras_row_in_one_worker(mo
     ]
 
 
+def test_on_a_cpu_a_workers_compiled_steps_take_turns_and_a_failure_stays_its_own(monkeypatch):
+    from keras_cnns.benchmark import measure, runner
+    from keras_cnns.benchmark.cases import Case, Sizes
+
+    calls = []
+
+    class Timer:
+        def __init__(self, cases, sizes, *, isolated, fresh_session=True):
+            self.cases, self.fresh, self.turns = list(cases), fresh_session, 0
+
+        def take_turn(self):
+            calls.append((self.cases[0].model, self.cases[0].augment))
+            self.turns += 1
+            if self.cases[0].model == "resnet56_cifar" and self.turns == 2:
+                raise MemoryError("out of memory")
+
+        def rows(self):
+            return [{"model": c.model, "augment": c.augment, "turns": self.turns, "fresh": self.fresh} for c in self.cases]
+
+    monkeypatch.setattr(measure, "EngineStep", Timer)
+
+    def case(model, augment):
+        return Case("tensorflow", model, "float32", 8, augment, "engine", 1)
+
+    groups = runner._compile_groups([case("resnet20_cifar", False), case("resnet20_cifar", True), case("resnet56_cifar", False)])
+    assert len(groups) == 3
+    sizes = Sizes("t", 8, 1, 2, (8,), ("resnet20_cifar",), ("float32",))
+    rows = runner.measure_in_turns(groups, sizes, isolated=False)
+    # Round by round, every compiled step trains one pass; the failed one drops out in round 2.
+    assert calls == [
+        ("resnet20_cifar", False), ("resnet20_cifar", True), ("resnet56_cifar", False),
+        ("resnet20_cifar", False), ("resnet20_cifar", True), ("resnet56_cifar", False),
+        ("resnet20_cifar", False), ("resnet20_cifar", True),
+    ]  # fmt: skip
+    assert [r.get("turns") for r in rows[:2]] == [3, 3] and [r["fresh"] for r in rows[:2]] == [True, False]
+    assert rows[2]["status"] == "error: MemoryError: out of memory" and rows[2]["model"] == "resnet56_cifar"
+
+
 def test_reference_resnet56_has_the_keras_models_trainable_parameters():
     torch = pytest.importorskip("torch")
     model = benchmark.reference_resnet(56)

@@ -16,8 +16,11 @@ ends with the epoch's logs read back on the host, so all its device work is done
 reports the median pass (images / seconds) and the spread (max - min) / median. The engine
 modes of one model, precision, batch, augmentation and steps per execution share one
 compiled step and take turns pass by pass, so a drift of the machine's speed reaches them
-alike; on a CPU (no GPU seen, ``--isolate backend``) each plain-PyTorch reference runs in the
-worker of the first backend with its Keras row and takes its turn after it, for the same reason. Peak device memory: JAX ``Device.memory_stats()["peak_bytes_in_use"]``, PyTorch
+alike. On a CPU (no GPU seen) every compiled step of a worker process takes turns the same
+way, and each plain-PyTorch reference runs in the worker of the first backend with its Keras
+row (``--isolate backend``) and takes its turn with them, for the same reason: the rows with
+and without augmentation, and a Keras row and its reference, see the same machine. On a GPU
+each compiled step is measured alone (the steps would compete for its memory). Peak device memory: JAX ``Device.memory_stats()["peak_bytes_in_use"]``, PyTorch
 ``torch.cuda.max_memory_allocated``, TensorFlow ``tf.config.experimental.get_memory_info``;
 "n/a" with the reason where the backend reports none (on a CPU none of them does). Each
 backend runs in its own worker process (``--isolate backend``), or each compiled step with

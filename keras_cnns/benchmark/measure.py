@@ -1,9 +1,9 @@
 """Timing the engine's own training step on this process's Keras backend.
 
-``measure_keras`` compiles the step once (``training.compile_for_training``), trains the
-warm-up passes, then times each engine mode pass by pass with ``training.fit_epoch``: the
-median pass in images per second, the spread, the first pass (compilation), and the peak
-device memory where the backend reports it (``_Memory``).
+``EngineStep`` compiles the step once (``training.compile_for_training``) and times each
+engine mode pass by pass with ``training.fit_epoch``; ``measure_keras`` trains its warm-up
+passes, then its timed ones: the median pass in images per second, the spread, the first pass
+(compilation), and the peak device memory where the backend reports it (``_Memory``).
 """
 
 from __future__ import annotations
@@ -44,111 +44,128 @@ def _throughput(case: Case, times: list[float], first: float, steps: int, **fiel
     )
 
 
-def measure_keras(
-    cases: Sequence[Case], sizes: Sizes, *, isolated: bool, partner: Any = None
-) -> list[dict]:
+def measure_keras(cases: Sequence[Case], sizes: Sizes, *, isolated: bool) -> list[dict]:
     """Time the engine's training step for ``cases`` (one compile group: only their modes
-    differ) on this process's Keras backend.
+    differ) on this process's Keras backend, alone: warm-up, then the timed passes."""
+    step = EngineStep(cases, sizes, isolated=isolated)
+    for _ in range(sizes.warmup + sizes.repeats):
+        step.take_turn()
+    return step.rows()
 
-    The step is compiled once; after the warm-up the modes take turns, pass by pass, so a
-    change of the machine's speed during the run (other work, clocks) reaches every mode
-    alike and the ratios between modes stay fair. A ``partner`` (``reference.Reference``: the
-    plain-PyTorch twin of the same model, precision, batch and augmentation, built by the
-    worker) takes its turn after them, for the same reason: its row is returned last.
+
+class EngineStep:
+    """The engine's training step for one compile group (``cases``: only their modes differ),
+    compiled once, its feeds made, ready to train pass by pass on this process's backend.
+
+    Each ``take_turn`` trains one pass per mode, the modes one after the other, so a change
+    of the machine's speed during the run (other work, clocks) reaches every mode alike and
+    the ratios between modes stay fair. Several ``EngineStep``s (and ``reference.Reference``s)
+    of one worker can take turns the same way (``measure_in_turns``); ``fresh_session=False``
+    then keeps the Keras session of the steps built before.
     """
-    import keras
-    import numpy as np
 
-    from keras_cnns import data, training
-    from keras_cnns.experiment import TrainConfig
-    from keras_cnns.registry import build_model
+    def __init__(self, cases: Sequence[Case], sizes: Sizes, *, isolated: bool, fresh_session: bool = True):
+        import keras
+        import numpy as np
 
-    case = cases[0]
-    backend = keras.backend.backend()
-    if backend != case.backend:
-        raise RuntimeError(f"worker runs Keras on {backend}, the case wants {case.backend}")
-    rows = {c: _row(c, status="n/a: data on the device is the JAX path") for c in cases}
-    timed = [c for c in cases if backend == "jax" or not MODES[c.mode].on_device]
-    if not timed:
-        return list(rows.values())
-    steps = math.ceil(sizes.images / case.batch_size)
-    config = TrainConfig(
-        model=case.model,
-        batch_size=case.batch_size,
-        precision=case.precision,
-        augment=AUGMENT if case.augment else (),
-        learning_rate=LEARNING_RATE,
-        weight_decay=L2,
-        steps_per_execution=case.steps_per_execution,
-    )
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(0)
-    memory = _Memory(backend, isolated)
-    with training.dtype_policy(case.precision):
-        model = build_model(case.model, input_shape=IMAGE_SHAPE, num_classes=NUM_CLASSES)
-        augmenter = data.make_augmenter(config.augment, seed=0, image_shape=IMAGE_SHAPE)
-        wrapper = training.compile_for_training(
-            model, config, augmenter=augmenter, steps_per_epoch=steps
+        from keras_cnns import data, training
+        from keras_cnns.experiment import TrainConfig
+        from keras_cnns.registry import build_model
+
+        self.cases, self.sizes, self.training = list(cases), sizes, training
+        case = cases[0]
+        self.backend = keras.backend.backend()
+        if self.backend != case.backend:
+            raise RuntimeError(f"worker runs Keras on {self.backend}, the case wants {case.backend}")
+        self.timed = [c for c in cases if self.backend == "jax" or not MODES[c.mode].on_device]
+        self.seconds: dict[Case, list[float]] = {c: [] for c in self.timed}
+        self.losses: list[float] = []
+        self.epoch = 0
+        if not self.timed:
+            return
+        self.steps = math.ceil(sizes.images / case.batch_size)
+        config = TrainConfig(
+            model=case.model,
+            batch_size=case.batch_size,
+            precision=case.precision,
+            augment=AUGMENT if case.augment else (),
+            learning_rate=LEARNING_RATE,
+            weight_decay=L2,
+            steps_per_execution=case.steps_per_execution,
         )
+        if fresh_session:
+            keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        self.memory = _Memory(self.backend, isolated)
+        with training.dtype_policy(case.precision):
+            self.model = build_model(case.model, input_shape=IMAGE_SHAPE, num_classes=NUM_CLASSES)
+            augmenter = data.make_augmenter(config.augment, seed=0, image_shape=IMAGE_SHAPE)
+            self.wrapper = training.compile_for_training(
+                self.model, config, augmenter=augmenter, steps_per_epoch=self.steps
+            )
         rng = np.random.default_rng(0)
-        n = steps * case.batch_size
+        n = self.steps * case.batch_size
         x = rng.standard_normal((n, *IMAGE_SHAPE), dtype=np.float32)
         y = rng.integers(0, NUM_CLASSES, n)
         # One feed of each kind: "engine" shares the host or device feed it would choose.
         engine_choice = training.device_data_fits(x, y)
-        feeds: dict[Case, Any] = {}
+        self.feeds: dict[Case, Any] = {}
         made: dict[bool, Any] = {}
-        for c in timed:
+        for c in self.timed:
             on_device = MODES[c.mode].on_device
             on_device = engine_choice if on_device is None else on_device
             if on_device not in made:
                 made[on_device] = training.make_feed(x, y, on_device=on_device)
-            feeds[c] = made[on_device]
-        partner_seconds: list[float] = []
-        epoch = 0
-        seconds: dict[Case, list[float]] = {c: [] for c in timed}
-        losses: list[float] = []
-        for _ in range(sizes.warmup + sizes.repeats):
-            for c in timed:
+            self.feeds[c] = made[on_device]
+
+    def take_turn(self) -> None:
+        """Train one pass over the images in each mode, timing each."""
+        training = self.training
+        with training.dtype_policy(self.cases[0].precision):
+            for c in self.timed:
                 mode = MODES[c.mode]
                 detector = (
                     _sync_detector(training)() if mode.sync_check else training.StopOnNonFinite()
                 )
                 start = time.perf_counter()
                 history = training.fit_epoch(
-                    wrapper,
-                    feeds[c],
+                    self.wrapper,
+                    self.feeds[c],
                     batch_size=c.batch_size,
-                    epoch=epoch,
+                    epoch=self.epoch,
                     callbacks=[detector],
                 )
-                seconds[c].append(time.perf_counter() - start)
-                losses.append(history.history["loss"][-1])
-                epoch += 1
-            if partner is not None:
-                partner_seconds.append(partner.timed_pass())
-    peak, note = memory.peak()
-    if len(timed) > 1 and peak != "n/a":
-        note += f" (the peak of the {len(timed)} modes timed together)"
-    diverged = not all(math.isfinite(v) for v in losses)
-    for c in timed:
-        rows[c] = _throughput(
-            c,
-            seconds[c][sizes.warmup :],
-            seconds[c][0],
-            steps,
-            data="device" if feeds[c].on_device else "host",
-            jit_compile=bool(wrapper.jit_compile),
-            peak_memory_mib=peak,
-            memory_note=note,
-            trainable_params=int(sum(math.prod(v.shape) for v in model.trainable_variables)),
-            device=_device(backend),
-        )
-        if diverged:
-            rows[c]["status"] = "diverged: the loss went non-finite, so training stopped early"
-    if partner is not None:
-        rows[partner.case] = partner.row(partner_seconds)
-    return list(rows.values())
+                self.seconds[c].append(time.perf_counter() - start)
+                self.losses.append(history.history["loss"][-1])
+                self.epoch += 1
+
+    def rows(self) -> list[dict]:
+        """One row per case: the timed passes after the warm-up (``n/a`` rows for device-data
+        modes a backend does not have)."""
+        rows = {c: _row(c, status="n/a: data on the device is the JAX path") for c in self.cases}
+        if not self.timed:
+            return list(rows.values())
+        peak, note = self.memory.peak()
+        if len(self.timed) > 1 and peak != "n/a":
+            note += f" (the peak of the {len(self.timed)} modes timed together)"
+        diverged = not all(math.isfinite(v) for v in self.losses)
+        params = int(sum(math.prod(v.shape) for v in self.model.trainable_variables))
+        for c in self.timed:
+            rows[c] = _throughput(
+                c,
+                self.seconds[c][self.sizes.warmup :],
+                self.seconds[c][0],
+                self.steps,
+                data="device" if self.feeds[c].on_device else "host",
+                jit_compile=bool(self.wrapper.jit_compile),
+                peak_memory_mib=peak,
+                memory_note=note,
+                trainable_params=params,
+                device=_device(self.backend),
+            )
+            if diverged:
+                rows[c]["status"] = "diverged: the loss went non-finite, so training stopped early"
+        return list(rows.values())
 
 
 def _sync_detector(training):

@@ -6,7 +6,7 @@ and flip on the device; ``measure_reference`` times the reference of a case's Re
 Keras rows (eager, channels-last, ``torch.autocast`` for the mixed precisions), on the GPU when
 there is one and on the CPU otherwise, so each CIFAR ResNet row shows its ratio to its own
 depth's reference. ``Reference`` trains it pass by pass: on a CPU it takes turns with the
-Keras row it is compared with, in that row's worker process.
+Keras rows of the worker process it joins.
 """
 
 from __future__ import annotations
@@ -100,14 +100,16 @@ def reference_augment(x, generator):
 def measure_reference(case: Case, sizes: Sizes, *, isolated: bool) -> dict:
     """Time the plain-PyTorch twin of ``case.model`` on ``case`` (eager, channels-last, autocast)."""
     reference = Reference(case, sizes, isolated=isolated)
-    seconds = [reference.timed_pass() for _ in range(sizes.warmup + sizes.repeats)]
-    return reference.row(seconds)
+    for _ in range(sizes.warmup + sizes.repeats):
+        reference.take_turn()
+    (row,) = reference.rows()
+    return row
 
 
 class Reference:
     """The plain-PyTorch twin of ``case.model``, built and fed, ready to train pass by pass
-    (``timed_pass``): alone in its worker (``measure_reference``), or taking turns with the
-    Keras row it is compared with (``measure.measure_keras``'s ``partner``)."""
+    (``take_turn``): alone in its worker (``measure_reference``), or taking turns with the
+    Keras rows of a worker on a CPU (``runner.measure_in_turns``)."""
 
     def __init__(self, case: Case, sizes: Sizes, *, isolated: bool):
         import torch
@@ -135,7 +137,16 @@ class Reference:
         self.x = x.contiguous(memory_format=torch.channels_last)
         self.y = torch.randint(0, NUM_CLASSES, (n,), device=self.device, generator=self.generator)
         self.losses: list[float] = []
+        self.seconds: list[float] = []
         self.model.train()
+
+    def take_turn(self) -> None:
+        """Train one pass over the images, timed."""
+        self.seconds.append(self.timed_pass())
+
+    def rows(self) -> list[dict]:
+        """The one row of the passes taken (``take_turn``)."""
+        return [self.row(self.seconds)]
 
     def timed_pass(self) -> float:
         """Train one pass over the images; its seconds."""

@@ -342,8 +342,10 @@ def format_readme(rows: list[dict], plan: Plan, env: dict[str, str]) -> str:
         f"- libraries: {env['libraries']}",
         "- sizes: synthetic 32x32x3 images, each row's timed passes x steps in the table, after "
         f"{sizes.warmup} untimed warm-up pass; the engine modes of one compiled step take turns, "
-        "pass by pass, and on a CPU so does each PyTorch row with its first Keras row; `--isolate` in each command says whether a worker process ran a backend's "
-        "cases or one compiled step's",
+        "pass by pass, and on a CPU so do all the compiled steps of a worker process and the "
+        "PyTorch rows in it (with augmentation and without, a Keras row and its reference); "
+        "`--isolate` in each command says whether a worker process ran a backend's cases or one "
+        "compiled step's",
         "- each Keras row trains the engine's own step (`compile_for_training` + `fit_epoch`: SGD "
         f"with momentum, L2 {L2:g}, float32 logits); each PyTorch row is the same CIFAR ResNet "
         f"written in plain PyTorch (ResNet-56: {REFERENCE_TRAINABLE_PARAMS:,} trainable parameters; "

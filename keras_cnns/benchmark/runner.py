@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from keras_cnns.benchmark.cases import (
     CSV_FILE,
@@ -81,8 +82,9 @@ def _worker_groups(plan: Plan) -> list[list[Case]]:
         groups.setdefault(case.backend, []).append(case)
     if REFERENCE in groups and not _gpu_visible():
         # On a CPU each reference runs in the worker of the first backend with its Keras row,
-        # taking turns with it pass by pass (``worker_main``): the machine's changing load
-        # then reaches both alike. (On a GPU the frameworks would compete for its memory.)
+        # taking turns with its rows pass by pass (``measure_in_turns``): the machine's
+        # changing load then reaches both alike. (On a GPU the frameworks would compete for
+        # its memory.)
         alone = []
         for reference in groups.pop(REFERENCE):
             home = next((g for g in groups.values() if _partner_of(g, reference)), None)
@@ -113,6 +115,7 @@ def _run_worker(cases: list[Case], plan: Plan) -> Iterator[dict]:
                     "cases": [dataclasses.asdict(c) for c in cases],
                     "sizes": dataclasses.asdict(plan.sizes),
                     "isolated": len(_compile_groups(cases)) == 1,
+                    "in_turns": not _gpu_visible(),
                     "result": str(result),
                 }
             )
@@ -171,34 +174,72 @@ def _progress_line(row: dict) -> str:
 
 
 def worker_main(spec_path: str) -> int:
-    """Measure the cases of a spec file, appending one JSON row per case to its result file."""
+    """Measure the cases of a spec file, appending one JSON row per case to its result file.
+
+    On a GPU each compile group is measured alone, one after the other (``measure_keras``,
+    ``measure_reference``). On a CPU (``in_turns``) every group of the worker is built first,
+    then they take turns pass by pass (``measure_in_turns``).
+    """
     spec = json.loads(Path(spec_path).read_text())
     sizes = Sizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["sizes"].items()})
-    cases = [Case(**item) for item in spec["cases"]]
-    keras_cases = [c for c in cases if c.backend != REFERENCE]
-    # A reference in a Keras backend's worker takes turns with its Keras row (``_worker_groups``).
-    partners = {}
-    for reference in (c for c in cases if c.backend == REFERENCE):
-        home = _partner_of(keras_cases, reference)
-        if home is not None and _compile_key(home) not in partners:
-            partners[_compile_key(home)] = reference
-    for group in _compile_groups(cases):
-        partner = None if group[0].backend == REFERENCE else partners.get(_compile_key(group[0]))
-        if group[0].backend == REFERENCE and group[0] in partners.values():
-            continue  # timed with its Keras row
+    groups = _compile_groups([Case(**item) for item in spec["cases"]])
+    if spec.get("in_turns"):
+        _append(spec["result"], measure_in_turns(groups, sizes, isolated=spec["isolated"]))
+        return 0
+    for group in groups:
         try:
             if group[0].backend == REFERENCE:
                 rows = [measure_reference(group[0], sizes, isolated=spec["isolated"])]
             else:
-                twin = None if partner is None else Reference(partner, sizes, isolated=False)
-                rows = measure_keras(group, sizes, isolated=spec["isolated"], partner=twin)
+                rows = measure_keras(group, sizes, isolated=spec["isolated"])
         except Exception as err:  # a group failing (out of memory, unsupported dtype) is a row
-            message = " ".join(str(err).split())[:300]
-            group = group + [partner] if partner is not None else group
-            rows = [_row(case, status=f"error: {type(err).__name__}: {message}") for case in group]
-        with open(spec["result"], "a") as f:
-            f.write("".join(json.dumps(row) + "\n" for row in rows))
+            rows = _error_rows(group, err)
+        _append(spec["result"], rows)
     return 0
+
+
+def measure_in_turns(groups: Sequence[Sequence[Case]], sizes: Sizes, *, isolated: bool) -> list[dict]:
+    """Build every compile group (``EngineStep``, or ``Reference`` for a plain-PyTorch case),
+    then let them take turns: in each round every group trains one pass of each of its modes.
+
+    A drift of the machine's speed during the run (a shared CPU's other tenants) then reaches
+    every row alike, so the ratios between rows (augmentation against none, a Keras row against
+    its PyTorch reference) stay fair. A group that fails, when built or in a round, becomes
+    rows with its error and leaves the others running.
+    """
+    from keras_cnns.benchmark.measure import EngineStep
+
+    failed: dict[int, list[dict]] = {}
+    timers: dict[int, Any] = {}
+    fresh = True  # the first Keras step starts a fresh session; the later ones keep it
+    for i, group in enumerate(groups):
+        try:
+            if group[0].backend == REFERENCE:
+                timers[i] = Reference(group[0], sizes, isolated=isolated)
+            else:
+                timers[i] = EngineStep(group, sizes, isolated=isolated, fresh_session=fresh)
+                fresh = False
+        except Exception as err:
+            failed[i] = _error_rows(group, err)
+    for _ in range(sizes.warmup + sizes.repeats):
+        for i, timer in list(timers.items()):
+            try:
+                timer.take_turn()
+            except Exception as err:
+                failed[i] = _error_rows(groups[i], err)
+                del timers[i]
+    rows = {**failed, **{i: timer.rows() for i, timer in timers.items()}}
+    return [row for i in sorted(rows) for row in rows[i]]
+
+
+def _error_rows(group: Sequence[Case], err: Exception) -> list[dict]:
+    message = " ".join(str(err).split())[:300]
+    return [_row(case, status=f"error: {type(err).__name__}: {message}") for case in group]
+
+
+def _append(path: str, rows: list[dict]) -> None:
+    with open(path, "a") as f:
+        f.write("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def _compile_groups(cases: Sequence[Case]) -> list[list[Case]]:
