@@ -451,6 +451,10 @@ def test_ratio_to_the_reference_matches_precision_batch_augment_and_device():
     rows.append(_gpu_row("float32", 128, "off", 16_000, model="resnet20_cifar", backend=benchmark.REFERENCE))
     benchmark.report._add_ratios(rows)
     assert [r["vs_reference"] for r in rows] == [4.0, 1.0, "", 0.5, 1.0]
+    # A row kept from another run (--merge) is not compared with this run's reference.
+    rows[0]["command"] = "keras-cnns benchmark --no-reference"
+    benchmark.report._add_ratios(rows)
+    assert [r["vs_reference"] for r in rows] == ["", 1.0, "", 0.5, 1.0]
 
 
 def test_modes_table_compares_each_mode_with_plain():

@@ -49,12 +49,17 @@ def _case_key(r: dict) -> tuple:
 
 def _add_ratios(rows: list[dict]) -> None:
     """``vs_reference``: a CIFAR ResNet row's throughput over its own depth's plain-PyTorch
-    reference at the same precision, batch size and augmentation (and device)."""
+    reference at the same precision, batch size and augmentation (and device), measured by the
+    same command (rows kept from another run with ``--merge`` saw another machine load)."""
+
+    def key(r: dict) -> tuple:
+        return (*_case_key(r), r.get("command", ""))
+
     reference = {
-        _case_key(r): float(r["images_per_s"]) for r in rows if r["backend"] == REFERENCE and r["status"] == "ok"
+        key(r): float(r["images_per_s"]) for r in rows if r["backend"] == REFERENCE and r["status"] == "ok"
     }
     for r in rows:
-        ref = reference.get(_case_key(r))
+        ref = reference.get(key(r))
         ok = r["status"] == "ok" and ref
         r["vs_reference"] = round(float(r["images_per_s"]) / ref, 2) if ok else ""
 
@@ -358,7 +363,7 @@ def format_readme(rows: list[dict], plan: Plan, env: dict[str, str]) -> str:
         "",
         "img/s is the median timed pass; spread is (max - min) / median of the passes; vs PyTorch is "
         "a CIFAR ResNet row over the PyTorch reference of the same depth at the same precision, "
-        "batch, augmentation and device; peak MiB is the backend's peak device memory (n/a where it reports none: see "
+        "batch, augmentation and device, measured by the same command; peak MiB is the backend's peak device memory (n/a where it reports none: see "
         "`memory_note` in the CSV).",
         "",
         format_table(rows),
