@@ -37,18 +37,19 @@ class HostFeed:
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
         self.x, self.y = x, y
+        self._tf = keras.backend.backend() == "tensorflow"  # our tf.data pipeline, or Keras'
         self._tensors = None  # the arrays as TensorFlow tensors, converted once
 
     def fit_data(self, batch_size: int, order: np.ndarray | None = None) -> dict:
         """``fit`` arguments for one pass in ``order`` (``None``: as stored)."""
-        if keras.backend.backend() == "tensorflow":
+        if self._tf:
             return {"x": self._tf_batches(batch_size, order)}
         if order is None:
             return {"x": self.x, "y": self.y, "batch_size": batch_size}
         return {"x": self.x[order], "y": self.y[order], "batch_size": batch_size}
 
     def validation_data(self, batch_size: int):
-        if keras.backend.backend() == "tensorflow":
+        if self._tf:
             return self._tf_batches(batch_size, None)
         return (self.x, self.y)
 
