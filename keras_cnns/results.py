@@ -102,11 +102,17 @@ def epochs_to_error(history: Sequence[Mapping[str, Any]], target: float) -> int 
 
 
 def seconds_to_error(history: Sequence[Mapping[str, Any]], target: float) -> float | None:
-    """Training seconds up to and including the epoch of ``epochs_to_error``, or ``None``."""
+    """Training seconds to ``target`` % training error: ``epochs_to_error`` times the median
+    seconds per epoch (``epoch_time``), or ``None``.
+
+    Not the sum of the epochs' times: on a shared machine one epoch can take many times the
+    others (a run paused while other work had the cores, then resumed), and the sum would
+    charge that to the net.
+    """
     reached = epochs_to_error(history, target)
     if reached is None:
         return None
-    return float(sum(h.get("time") or 0.0 for h in history if h["epoch"] <= reached))
+    return float(reached * epoch_time(history))
 
 
 def epoch_time(history: Sequence[Mapping[str, Any]]) -> float:
@@ -384,6 +390,7 @@ def summary_rows(experiment: Experiment, rows, group: Group) -> list[dict]:
             "seconds_to_target": cell_stat(done, variant, dataset, "seconds_to_target"),
             "wall_time": stat([r["wall_time"] for r in mine]),
             "epochs": epochs,
+            "epochs_run": sorted({r["epochs_run"] for r in mine}),
             "n_train": mine[0]["n_train"],
         })  # fmt: skip
     return out
@@ -418,7 +425,7 @@ def _quantity_words(experiment: Experiment, quantity: str) -> str:
     return {
         "metric": experiment.metric_label(),
         "final_train_error": "final training error %",
-        "seconds_to_target": f"seconds to {experiment.target_train_error:g}% training error",
+        "seconds_to_target": f"seconds to {experiment.target_train_error:g}% training error (epochs x median epoch time)",
         "epoch_time": "seconds per epoch",
     }[quantity]
 
@@ -969,12 +976,21 @@ def _summary_table(experiment: Experiment, rows, group: Group) -> tuple[list[str
             )
         row += [
             format_stat(s["final_train_error"]),
-            str(s["epochs"]),
+            _epochs_cell(s["epochs_run"], s["epochs"]),
             str(s["n_train"]),
             _num(s["wall_time"].mean, 0),
         ]
         body.append(row)
     return head, body
+
+
+def _epochs_cell(run: Sequence[int], planned: int) -> str:
+    """Epochs trained (a range over seeds), with the planned number where a run stopped early
+    (at its training-error target)."""
+    if not run or run == [planned]:
+        return str(planned)
+    trained = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
+    return f"{trained} of {planned}"
 
 
 def _range(rows, column: str) -> str:

@@ -109,7 +109,7 @@ def test_per_epoch_quantities_by_hand():
     assert results.final_train_error(h) == pytest.approx(24.0)
     assert results.epochs_to_error(h, 25.0) == 3  # the first epoch at or below 25%
     assert results.epochs_to_error(h, 10.0) is None
-    assert results.seconds_to_error(h, 25.0) == pytest.approx(10.0)  # 5 + 2 + 3
+    assert results.seconds_to_error(h, 25.0) == pytest.approx(9.0)  # 3 epochs x median 3 s
     assert results.epoch_time(h) == pytest.approx(3.0)  # median of 2, 3, 4: first epoch left out
     assert math.isnan(results.final_train_error([]))
 
