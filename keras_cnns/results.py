@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -927,8 +928,8 @@ def _group_section(
                 if any(r["reused"] for r in everything)
                 else ""
             ),
-            "",
         ]
+        lines += _time_lines(experiment, runs, everything) + [""]
 
     deviations = list(experiment.deviations) + list(preset.deviations if preset else ())
     if group.overrides:
@@ -982,6 +983,39 @@ def _summary_table(experiment: Experiment, rows, group: Group) -> tuple[list[str
         ]
         body.append(row)
     return head, body
+
+
+def _time_lines(experiment: Experiment, runs, everything) -> list[str]:
+    """The measured training time: each variant's median seconds per epoch, and the training
+    time of the whole group at those rates (pauses and other jobs left out)."""
+    per_variant: dict[str, list[float]] = {}
+    for r in runs:
+        if not math.isnan(r["epoch_time"]):
+            per_variant.setdefault(r["variant"], []).append(r["epoch_time"])
+    if not per_variant:
+        return []
+    rates = ", ".join(
+        f"{v} {_seconds(statistics.median(per_variant[v]))}"
+        for v in sorted(per_variant, key=lambda v: _order(experiment.variants, v))
+    )
+    busy = sum(
+        (r["epochs_run"] or 0) * r["epoch_time"]
+        for r in everything
+        if not r["reused"] and not math.isnan(r["epoch_time"])
+    )
+    return [
+        f"- Measured seconds per epoch (median; the first epoch, which compiles, left out): {rates}; "
+        f"{_duration(busy)} of training in all at those rates (each run's epochs x its median "
+        "epoch; the wall time above also counts pauses and other jobs on the machine)"
+    ]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:,.0f} min"
+
+
+def _seconds(x: float) -> str:
+    return f"{x:.1f}" if x < 10 else f"{x:,.0f}"
 
 
 def _epochs_cell(run: Sequence[int], planned: int) -> str:

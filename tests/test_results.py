@@ -177,6 +177,24 @@ def test_presets_and_overrides_are_reported_separately(tmp_path):
 
 
 @pytest.mark.smoke
+def test_report_gives_each_variants_median_epoch_and_the_training_time_without_pauses(tmp_path):
+    write_records(
+        tmp_path,
+        PVR,
+        [
+            # The second epoch of seed 0 was paused for an hour: the median ignores it.
+            make_record(PVR, "plain20", 0, train_errors=(50.0, 40.0, 30.0, 20.0), times=(90.0, 3600.0, 60.0, 60.0)),
+            make_record(PVR, "plain20", 1, train_errors=(50.0, 40.0, 30.0, 20.0), times=(90.0, 62.0, 62.0, 62.0)),
+            make_record(PVR, "resnet20", 0, train_errors=(50.0, 40.0), times=(9.0, 4.0)),
+        ],
+    )
+    results.write_report(PVR, tmp_path)
+    text = (tmp_path / PVR / "README.md").read_text()
+    # plain20: run medians 60 and 62 -> 61; resnet20: 4.0. Training: 4 x 60 + 4 x 62 + 2 x 4 = 496 s.
+    assert "Measured seconds per epoch (median; the first epoch, which compiles, left out): plain20 61, resnet20 4.0; 8 min of training" in text
+
+
+@pytest.mark.smoke
 def test_csv_has_one_row_per_run_with_its_numbers(tmp_path):
     write_records(
         tmp_path,
