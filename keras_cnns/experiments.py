@@ -94,6 +94,8 @@ class Preset:
         deviations: where this preset departs from the paper beyond the experiment's own
             deviations (shorter schedules, subsets, smaller nets); they reach the table notes.
         sweep: a search run before the main runs, or ``None``.
+        cannot_show: for a scaled-down preset, what of the paper's claim it cannot show (one
+            phrase, for the report's verdict); empty where it can show the claim as stated.
     """
 
     configs: Mapping[str, TrainConfig]
@@ -102,6 +104,7 @@ class Preset:
     runtime: str
     deviations: tuple[str, ...] = ()
     sweep: Sweep | None = None
+    cannot_show: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "configs", MappingProxyType(dict(self.configs)))

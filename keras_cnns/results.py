@@ -549,6 +549,9 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     sentences = [head + "."]
     sentences += [s + "." for _, s in orderings]
     sentences += [s + "." for s in ratio_results(experiment, rows, group)]
+    preset = experiment.presets.get(group.preset)
+    if preset is not None and preset.cannot_show and not (math.isnan(fraction) or fraction < TOO_LITTLE):
+        sentences.append(f"What this preset cannot show: {preset.cannot_show}.")
     return sentences
 
 
@@ -718,7 +721,11 @@ def _write_index(out_dir: str | Path) -> Path:
         found = [g for g in groups(rows) if _in(rows, g)]
         if found:
             presets = ", ".join(f"{g.label} ({_hardware(_in(rows, g))})" for g in found)
-            summary = verdict(experiment, rows, found[0])[0]
+            sentences = verdict(experiment, rows, found[0])
+            fraction = training_fraction(experiment, _in(rows, found[0]))
+            # A smoke check's orderings are noise: its headline says so, and is enough here.
+            scaled = not (math.isnan(fraction) or fraction < TOO_LITTLE)
+            summary = " ".join(sentences) if scaled else sentences[0]
         else:
             presets = "none yet"
             summary = f"not run yet: `keras-cnns reproduce {name} --preset smoke`"

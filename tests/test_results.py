@@ -195,6 +195,27 @@ def test_report_gives_each_variants_median_epoch_and_the_training_time_without_p
 
 
 @pytest.mark.smoke
+def test_a_scaled_down_presets_verdict_says_what_it_cannot_show_and_reaches_the_index(tmp_path):
+    errors = tuple(60.0 - 3 * i for i in range(10))  # 10 epochs on 45,000 images: 6% of the paper's
+    write_records(
+        tmp_path,
+        PVR,
+        [
+            make_record(PVR, v, 0, test_error=e, train_errors=errors, preset="cpu", n_train=45_000)
+            for v, e in (("plain20", 20.0), ("plain56", 25.0), ("resnet20", 19.0), ("resnet56", 18.0))
+        ],
+    )
+    results.write_report(PVR, tmp_path)
+    cannot = get_experiment(PVR).presets["cpu"].cannot_show
+    assert cannot and f"What this preset cannot show: {cannot}." in (tmp_path / PVR / "README.md").read_text()
+    index = results.write_index(tmp_path).read_text()
+    (line,) = [x for x in index.splitlines() if x.startswith(f"| [{PVR}]")]
+    # The whole verdict: the headline, each ordering, and what the preset cannot show.
+    assert "cpu preset, 6.1% of the paper recipe's training images" in line
+    assert "plain20 20.00 vs plain56 25.00" in line and cannot in line
+
+
+@pytest.mark.smoke
 def test_csv_has_one_row_per_run_with_its_numbers(tmp_path):
     write_records(
         tmp_path,
