@@ -38,6 +38,9 @@ PRESETS = ("paper", "quick", "cpu", "smoke")
 REQUIRED_PRESETS = ("paper", "smoke")
 METRICS = ("test_error", "epochs_to_train_error")
 QUANTITIES = ("metric", "final_train_error", "seconds_to_target", "epoch_time")
+# An ordering may also compare whole training curves: ``lower``'s mean training error below
+# ``higher``'s at every epoch after the first (Fig. 1 and 6 of He et al. 2016).
+CURVE_QUANTITY = "train_curve"
 RECORDS_FILE = "records.jsonl"
 # A keras-tuner search's report, beside the experiment's (written by keras_cnns.tuning).
 TUNING_REPORT_FILE = "tuning.md"
@@ -127,7 +130,8 @@ class Preset:
 class Ordering:
     """A claim of the paper: ``lower`` has a lower ``quantity`` than ``higher``.
 
-    ``quantity``: ``"metric"`` (the experiment's metric) or ``"final_train_error"``.
+    ``quantity``: ``"metric"`` (the experiment's metric), ``"final_train_error"``, or
+    ``"train_curve"`` (the mean training error at every epoch after the first).
     """
 
     lower: str
@@ -217,7 +221,7 @@ class Experiment:
         named |= {v for vs in self.panels.values() for v in vs}
         if named - variants:
             raise ValueError(f"{self.name}: unknown variants named: {sorted(named - variants)}")
-        if any(o.quantity not in QUANTITIES for o in self.orderings) or any(
+        if any(o.quantity not in (*QUANTITIES, CURVE_QUANTITY) for o in self.orderings) or any(
             r.quantity not in QUANTITIES for r in self.ratios
         ):
             raise ValueError(f"{self.name}: quantities must be among {QUANTITIES}")

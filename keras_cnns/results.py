@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_cnns.experiments import (
+    CURVE_QUANTITY,
     PRESETS,
     RECORDS_FILE,
     TUNING_REPORT_FILE,
@@ -441,6 +442,11 @@ def ordering_results(experiment: Experiment, rows, group: Group) -> list[tuple[b
     out = []
     for dataset in sorted({r["dataset"] for r in done}):
         for o in experiment.orderings:
+            if o.quantity == CURVE_QUANTITY:
+                found = _curve_ordering(done, o, dataset, len({r["dataset"] for r in done}) > 1)
+                if found is not None:
+                    out.append(found)
+                continue
             lo = cell_stat(done, o.lower, dataset, o.quantity)
             hi = cell_stat(done, o.higher, dataset, o.quantity)
             words = _quantity_words(experiment, o.quantity)
@@ -485,6 +491,36 @@ def ordering_results(experiment: Experiment, rows, group: Group) -> list[tuple[b
                 )
             )
     return out
+
+
+def _curve_ordering(done, o, dataset: str, name_dataset: bool) -> tuple[bool | None, str] | None:
+    """Is ``o.lower``'s mean training error below ``o.higher``'s at every epoch after the
+    first (the epochs all their runs have)? ``None`` when a variant was not run or trained
+    a single epoch."""
+    curves = {}
+    for variant in (o.lower, o.higher):
+        histories = [r["_history"] for r in done if r["variant"] == variant and r["dataset"] == dataset]
+        if not histories:
+            return None
+        curves[variant] = _mean_curve(histories, train_errors)[1]
+    lo, hi = curves[o.lower], curves[o.higher]
+    epochs = range(2, min(len(lo), len(hi)) + 1)
+    where = f" on {dataset}" if name_dataset else ""
+    what = f"{o.lower} below {o.higher} in training error at every epoch after the first{where}"
+    if not epochs:
+        return None  # one epoch: no curve to compare
+    above = [e for e in epochs if not lo[e - 1] < hi[e - 1]]
+    span = f"epochs 2-{epochs[-1]}"
+    if not above:
+        gaps = [hi[e - 1] - lo[e - 1] for e in epochs]
+        return True, (
+            f"{what} ({span}): the paper's ordering holds (gap {min(gaps):.1f} to {max(gaps):.1f} points)"
+        )
+    listed = ", ".join(str(e) for e in above[:8]) + (" ..." if len(above) > 8 else "")
+    return False, (
+        f"{what} ({span}): the paper's ordering does not hold at epoch(s) {listed} "
+        f"(of {len(epochs)})"
+    )
 
 
 def ratio_results(experiment: Experiment, rows, group: Group) -> list[str]:

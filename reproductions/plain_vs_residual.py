@@ -133,6 +133,10 @@ EXPERIMENT = Experiment(
         "Fig. 6's test curves: the validation split's error per epoch stands in for them.",
     ),
     orderings=(
+        # Fig. 1 and 6: plain-56's training error above plain-20's from the first thousand
+        # iterations on; ResNet-56's below ResNet-20's.
+        Ordering("plain20", "plain56", "train_curve"),
+        Ordering("resnet56", "resnet20", "train_curve"),
         Ordering("plain20", "plain56", "final_train_error"),
         Ordering("resnet56", "resnet20", "final_train_error"),
         Ordering("plain20", "plain56"),

@@ -268,10 +268,34 @@ def test_ordering_sentences_follow_the_numbers(tmp_path):
     group = results.Group("paper", "")
     assert results.training_fraction(experiment, results._in(rows, group)) == pytest.approx(1.0)
     outcomes = results.ordering_results(experiment, rows, group)
-    assert [h for h, _ in outcomes] == [True, False, True, False]
+    # The whole training curves (after the first epoch), the final training errors, the tests.
+    assert [h for h, _ in outcomes] == [True, False, True, False, True, False]
+    assert outcomes[0][1].startswith(
+        "plain20 below plain56 in training error at every epoch after the first (epochs 2-164): "
+        "the paper's ordering holds (gap 0.0 to 4.0 points)"
+    )
+    assert "does not hold at epoch(s) 2, 3, 4, 5, 6, 7, 8, 9 ... (of 163)" in outcomes[1][1]
     head = results.verdict(experiment, rows, group)[0]
-    assert "the paper's full training" in head and "2 of 4 hold" in head
+    assert "the paper's full training" in head and "3 of 6 hold" in head
     assert "resnet20 -0.75" in head  # 8.0 - 8.75
+
+
+@pytest.mark.smoke
+def test_curve_ordering_names_the_epochs_where_it_fails(tmp_path):
+    curves = {"plain20": (70.0, 50.0, 40.0, 30.0), "plain56": (60.0, 55.0, 38.0, 35.0)}
+    write_records(tmp_path, PVR, [
+        make_record(PVR, v, s, preset="cpu", n_train=45_000, train_errors=tuple(e + s for e in c))
+        for v, c in curves.items() for s in (0, 1)
+    ])  # fmt: skip
+    experiment = get_experiment(PVR)
+    rows, _ = results.load_rows(experiment, tmp_path)
+    (curve, *_) = results.ordering_results(experiment, rows, results.Group("cpu", ""))
+    # Epoch 1 is left out (plain56 below there); at epoch 3 plain20's 40.5 is above 38.5.
+    assert curve == (
+        False,
+        "plain20 below plain56 in training error at every epoch after the first (epochs 2-4): "
+        "the paper's ordering does not hold at epoch(s) 3 (of 3)",
+    )
 
 
 @pytest.mark.smoke
