@@ -46,15 +46,9 @@ TARGET = 0.80  # the issue's target for ResNet-110: at most 80% of the constant-
 COLUMNS = (
     "backend", "model", "drop_path", "batch_size", "rounds", "steps", "constant_s_per_step",
     "sd_s_per_step", "ratio", "round_ratio_min", "round_ratio_max", "constant_s_per_epoch",
-    "sd_s_per_epoch", "expected_block_fraction", "sd_step", "kept_s_per_step", "ratio_vs_kept",
-    "cpu", "cores", "load_before", "load_after", "versions", "written",
+    "sd_s_per_epoch", "expected_block_fraction", "sd_step", "cpu", "cores", "load_before",
+    "load_after", "versions", "written",
 )  # fmt: skip
-# The control of an eager stochastic-depth step: the same net and step with every block kept
-# (survival 1 - 1e-9: in practice never dropped), so the ratio to it is the skipping alone.
-KEPT_DROP_PATH = 1e-9
-# Untimed steps at most, after --warmup, until every block of an eager net has been kept once
-# (its branch is compiled on its first kept step).
-MAX_COMPILE_STEPS = 60
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -160,28 +154,22 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
         "constant": _compiled(name, 0.0, args.seed),
         "sd": _compiled(name, args.drop_path, args.seed),
     }
-    if nets["sd"].jit_compile is False:
-        nets["kept"] = _compiled(name, KEPT_DROP_PATH, args.seed)
     for model in nets.values():
         _steps(model, x, y, args.warmup)
-        for _ in range(MAX_COMPILE_STEPS):
-            if _all_branches_compiled(model):
-                break
-            _steps(model, x, y, 1)
-    seconds = {variant: [] for variant in nets}
+    seconds = {"constant": [], "sd": []}
     for r in range(args.rounds):
-        order = list(nets) if r % 2 == 0 else list(reversed(nets))
+        order = ("constant", "sd") if r % 2 == 0 else ("sd", "constant")
         for variant in order:
             seconds[variant].append(_steps(nets[variant], x, y, args.steps))
         print(
-            f"{backend} {name} round {r + 1}/{args.rounds}: "
-            + ", ".join(f"{v} {seconds[v][-1] / args.steps:.3f} s/step" for v in nets),
+            f"{backend} {name} round {r + 1}/{args.rounds}: constant "
+            f"{seconds['constant'][-1] / args.steps:.3f} s/step, stochastic depth "
+            f"{seconds['sd'][-1] / args.steps:.3f} s/step",
             flush=True,
         )
     timed = args.rounds * args.steps
     constant = sum(seconds["constant"]) / timed
     sd = sum(seconds["sd"]) / timed
-    kept = sum(seconds["kept"]) / timed if "kept" in nets else None
     round_ratios = [s / c for s, c in zip(seconds["sd"], seconds["constant"], strict=True)]
     blocks = sum(stage.blocks for stage in _spec(name).stages)
     epoch_steps = math.ceil(EPOCH_IMAGES / args.batch_size)
@@ -204,8 +192,6 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
             sum(survival_probabilities(blocks, args.drop_path)) / blocks, 3
         ),
         "sd_step": _step_kind(nets["sd"]),
-        "kept_s_per_step": "" if kept is None else round(kept, 4),
-        "ratio_vs_kept": "" if kept is None else round(sd / kept, 3),
         "cpu": cpu,
         "cores": cores,
         "load_before": load_before,
@@ -213,20 +199,6 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
         "versions": _versions(backend),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _all_branches_compiled(model) -> bool:
-    """Has every skipping block of an eager net compiled its training branch? (True for a
-    compiled step: nothing to wait for.)"""
-    from keras_cnns.layers import StochasticDepth
-
-    if model.jit_compile is not False:
-        return True
-    return all(
-        True in layer.__dict__.get("_compiled_branches", {})
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, StochasticDepth) and layer.branch is not None
-    )
 
 
 def _step_kind(model) -> str:
@@ -261,10 +233,6 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _cell(value, spec: str) -> str:
-    return "-" if value in (None, "") else format(float(value), spec)
-
-
 def _markdown(rows: list[dict]) -> str:
     epoch_steps = {
         int(r["batch_size"]): math.ceil(EPOCH_IMAGES / int(r["batch_size"])) for r in rows
@@ -291,17 +259,13 @@ def _markdown(rows: list[dict]) -> str:
         "only the taken side; on JAX's CPU backend a compiled step would compute both sides",
         "(XLA runs a conditional's sides on one thread, without its fast kernels), so the engine",
         "takes eager steps there, a Python `if` on each drawn value and each kept branch one",
-        "compiled call. Such a row also times the same net and step with every block kept",
-        f"(`drop_path={KEPT_DROP_PATH:g}`): `ratio SD / all kept` is the skipping alone, where",
-        "`ratio SD / constant` also counts the difference between the eager and the compiled step.",
-        "An eager net is stepped (untimed) until every block has been kept once, so no branch",
-        "compiles inside the timed rounds.",
+        "compiled call.",
         "",
         "| backend | model | drop_path | batch | rounds x steps | constant s/step | SD s/step "
         "| ratio SD / constant | round ratios | constant s/epoch (extrapolated) "
-        "| SD s/epoch (extrapolated) | expected blocks | SD step | all kept s/step "
-        "| ratio SD / all kept | CPU (cores) | load 1 5 15 min: before, after | versions | written |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| SD s/epoch (extrapolated) | expected blocks | SD step | CPU (cores) "
+        "| load 1 5 15 min: before, after | versions | written |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -311,7 +275,6 @@ def _markdown(rows: list[dict]) -> str:
             f"| {r['round_ratio_min']} - {r['round_ratio_max']} "
             f"| {float(r['constant_s_per_epoch']):.0f} | {float(r['sd_s_per_epoch']):.0f} "
             f"| {r['expected_block_fraction']} | {r.get('sd_step') or 'not recorded'} "
-            f"| {_cell(r.get('kept_s_per_step'), '.3f')} | {_cell(r.get('ratio_vs_kept'), '.3f')} "
             f"| {r['cpu']} ({r['cores']}) "
             f"| {r['load_before']}; {r['load_after']} | {r['versions']} | {r['written']} |"
         )
