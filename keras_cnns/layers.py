@@ -390,34 +390,6 @@ def _conditionals_run_slowly() -> bool:
     return jax.default_backend() == "cpu"
 
 
-def _concrete(value) -> bool:
-    """Is ``value`` a concrete array (an eager step), not a value being traced by ``jit``?"""
-    import jax
-
-    return not isinstance(value, jax.core.Tracer)
-
-
-def steps_eagerly(model) -> bool:
-    """Should ``model`` train with ``jit_compile=False``? True on JAX's CPU backend when it has
-    a ``StochasticDepth`` that can skip its branch (``mode="batch"`` with a ``branch``).
-
-    There a conditional runs slowly (``_conditionals_run_slowly``), so a compiled step
-    computes every branch; in an eager step the draw is a concrete value, a Python ``if``
-    skips a dropped block, and a kept block's branch still runs as one compiled call
-    (``StochasticDepth._compiled_branch``): measured on two cores, ResNet-20 with every block
-    kept trains at the speed of the compiled step, and with ``p_L = 0.5`` in 0.83 of its time.
-    """
-    if not _conditionals_run_slowly():
-        return False
-    return any(
-        isinstance(layer, StochasticDepth)
-        and layer.branch is not None
-        and layer.mode == "batch"
-        and layer.survival_probability < 1.0
-        for layer in model._flatten_layers(include_self=False)
-    )
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class StochasticDepth(keras.layers.Layer):
     """Residual addition with stochastic depth (Huang et al. 2016, Sec. 3).
@@ -503,7 +475,7 @@ class StochasticDepth(keras.layers.Layer):
         shortcut, x = inputs
         p = self.survival_probability
         if self.branch is not None and (p == 1.0 or not training):
-            x = self._run_branch(x, training=bool(training))
+            x = self.branch(x, training=training)
         if p == 1.0:
             return shortcut + x
         if not training:
@@ -539,15 +511,7 @@ class StochasticDepth(keras.layers.Layer):
             zero = ops.sum(ops.stack([ops.sum(w) for w in trainable])) * 0.0
             return shortcut + ops.cast(zero, shortcut.dtype), state
 
-        if _conditionals_run_slowly() and _concrete(keep):
-            # An eager step (``steps_eagerly``): a Python ``if`` on the drawn value, and the
-            # kept branch as one compiled call.
-            if bool(keep):
-                residual, new_state = self._compiled_branch(True)(trainable, state, x)
-                outputs = shortcut + residual
-            else:
-                outputs, new_state = dropped()
-        elif _conditionals_run_slowly():
+        if _conditionals_run_slowly():
             # Computed and discarded: the same values, states and gradients as the
             # conditional, at constant-depth speed (see _conditionals_run_slowly). The select
             # already gives a dropped block's weights their zero gradient.
@@ -559,33 +523,6 @@ class StochasticDepth(keras.layers.Layer):
         for variable, value in zip(branch.non_trainable_variables, new_state, strict=True):
             variable.assign(value)
         return outputs
-
-    def _run_branch(self, x, *, training: bool):
-        """``branch(x)``; in an eager call on JAX's CPU backend, as one compiled call."""
-        if not (_conditionals_run_slowly() and _concrete(x)):
-            return self.branch(x, training=training)
-        branch = self.branch
-        trainable = [v.value for v in branch.trainable_variables]
-        state = [ops.convert_to_tensor(v.value) for v in branch.non_trainable_variables]
-        outputs, new_state = self._compiled_branch(training)(trainable, state, x)
-        for variable, value in zip(branch.non_trainable_variables, new_state, strict=True):
-            variable.assign(value)
-        return outputs
-
-    def _compiled_branch(self, training: bool):
-        """The branch's ``stateless_call`` compiled by ``jax.jit`` (JAX's CPU backend only: the
-        eager step of ``steps_eagerly``), one per ``training`` flag, made on first use."""
-        import jax
-
-        cache = self.__dict__.setdefault("_compiled_branches", {})
-        if training not in cache:
-            branch = self.branch
-
-            def run(trainable, state, x):
-                return branch.stateless_call(trainable, state, x, training=training)
-
-            cache[training] = jax.jit(run)
-        return cache[training]
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[0]

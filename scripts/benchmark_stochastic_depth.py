@@ -46,8 +46,8 @@ TARGET = 0.80  # the issue's target for ResNet-110: at most 80% of the constant-
 COLUMNS = (
     "backend", "model", "drop_path", "batch_size", "rounds", "steps", "constant_s_per_step",
     "sd_s_per_step", "ratio", "round_ratio_min", "round_ratio_max", "constant_s_per_epoch",
-    "sd_s_per_epoch", "expected_block_fraction", "sd_step", "cpu", "cores", "load_before",
-    "load_after", "versions", "written",
+    "sd_s_per_epoch", "expected_block_fraction", "cpu", "cores", "load_before", "load_after",
+    "versions", "written",
 )  # fmt: skip
 
 
@@ -117,16 +117,11 @@ def _compiled(name: str, drop_path: float, seed: int):
 
     from keras_cnns.registry import build_model
 
-    from keras_cnns.layers import steps_eagerly
-
     keras.utils.set_random_seed(seed)
     model = build_model(name, drop_path=drop_path, drop_path_mode="batch")
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        # As the training engine does (compile_for_training): on JAX's CPU backend a net that
-        # skips dropped blocks takes eager steps, its kept branches compiled one by one.
-        jit_compile=False if steps_eagerly(model) else "auto",
     )
     return model
 
@@ -191,7 +186,6 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
         "expected_block_fraction": round(
             sum(survival_probabilities(blocks, args.drop_path)) / blocks, 3
         ),
-        "sd_step": _step_kind(nets["sd"]),
         "cpu": cpu,
         "cores": cores,
         "load_before": load_before,
@@ -199,17 +193,6 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
         "versions": _versions(backend),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _step_kind(model) -> str:
-    """How the stochastic-depth net's training step runs and skips a dropped block."""
-    import keras
-
-    if model.jit_compile is False and keras.backend.backend() == "jax":
-        return "eager step, kept branches compiled, Python if"
-    if keras.backend.backend() == "jax":
-        return "compiled step, select (both sides computed)"
-    return "graph step, conditional"
 
 
 def _spec(name: str):
@@ -255,17 +238,12 @@ def _markdown(rows: list[dict]) -> str:
         "`ratio` is stochastic / constant over all timed steps; the round ratios show the spread.",
         "`expected blocks` is the mean survival probability, the fraction of residual blocks",
         "computed on average (the stem, the head and the optimizer update always run).",
-        "`SD step` is how the stochastic-depth net trains: TensorFlow's graph conditional runs",
-        "only the taken side; on JAX's CPU backend a compiled step would compute both sides",
-        "(XLA runs a conditional's sides on one thread, without its fast kernels), so the engine",
-        "takes eager steps there, a Python `if` on each drawn value and each kept branch one",
-        "compiled call.",
         "",
         "| backend | model | drop_path | batch | rounds x steps | constant s/step | SD s/step "
         "| ratio SD / constant | round ratios | constant s/epoch (extrapolated) "
-        "| SD s/epoch (extrapolated) | expected blocks | SD step | CPU (cores) "
-        "| load 1 5 15 min: before, after | versions | written |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| SD s/epoch (extrapolated) | expected blocks | CPU (cores) | load 1 5 15 min: before, after "
+        "| versions | written |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -274,8 +252,7 @@ def _markdown(rows: list[dict]) -> str:
             f"| {float(r['sd_s_per_step']):.3f} | **{float(r['ratio']):.3f}** "
             f"| {r['round_ratio_min']} - {r['round_ratio_max']} "
             f"| {float(r['constant_s_per_epoch']):.0f} | {float(r['sd_s_per_epoch']):.0f} "
-            f"| {r['expected_block_fraction']} | {r.get('sd_step') or 'not recorded'} "
-            f"| {r['cpu']} ({r['cores']}) "
+            f"| {r['expected_block_fraction']} | {r['cpu']} ({r['cores']}) "
             f"| {r['load_before']}; {r['load_after']} | {r['versions']} | {r['written']} |"
         )
     lines += [

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from keras_cnns import build_model
-from keras_cnns.layers import StochasticDepth, steps_eagerly
+from keras_cnns.layers import StochasticDepth
 from keras_cnns.training import reset_seed_generators
 
 
@@ -90,19 +90,17 @@ def test_dropped_block_skips_its_branch_kept_block_is_the_old_computation():
 
 
 @pytest.mark.smoke
-@pytest.mark.parametrize("jit_compile", ["auto", False])
-def test_compiled_training_skips_dropped_branches(jit_compile):
+def test_compiled_training_skips_dropped_branches():
     # One fixed batch, zero learning rate: only the draws change between epochs. A dropped
     # block outputs its input, so the loss is then exactly mean(x**2) (the target is zero);
     # a kept block adds the batch-normalised branch and changes it. The counter must count
     # exactly the kept epochs, and the moving mean must have had exactly that many updates.
-    # Compiled, and eager (the step JAX's CPU backend takes: steps_eagerly).
     shortcut, _ = _data()
     branch = _branch()
     inputs = keras.Input((4,))
     outputs = StochasticDepth(0.5, mode="batch", seed=7, branch=branch)([inputs, inputs])
     model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse", jit_compile=jit_compile)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
     history = model.fit(shortcut, np.zeros_like(shortcut), batch_size=8, epochs=16, verbose=0)
     identity_loss = float(np.mean(shortcut**2))
     kept = sum(not np.isclose(loss, identity_loss, rtol=1e-6) for loss in history.history["loss"])
@@ -113,25 +111,6 @@ def test_compiled_training_skips_dropped_branches(jit_compile):
     np.testing.assert_allclose(
         _np(branch.get_layer("branch_bn").moving_mean), batch_mean * (1 - 0.5**kept), rtol=1e-5
     )
-
-
-@pytest.mark.smoke
-def test_only_jax_on_a_cpu_steps_a_skipping_net_eagerly():
-    from keras_cnns.experiment import TrainConfig
-    from keras_cnns.training import compile_for_training
-
-    on_jax_cpu = keras.backend.backend() == "jax" and __import__("jax").default_backend() == "cpu"
-    skipping = build_model("resnet20_cifar", drop_path=0.5, drop_path_mode="batch", input_shape=(8, 8, 3))
-    assert steps_eagerly(skipping) == on_jax_cpu
-    for other in (
-        build_model("resnet20_cifar", input_shape=(8, 8, 3)),  # no stochastic depth
-        build_model("resnet20_cifar", drop_path=0.5, drop_path_mode="sample", input_shape=(8, 8, 3)),
-    ):
-        assert not steps_eagerly(other)
-    config = TrainConfig(model="resnet20_cifar", dataset="cifar10", batch_size=4)
-    wrapper = compile_for_training(skipping, config, steps_per_epoch=1)
-    if keras.backend.backend() == "jax":  # (TensorFlow's "auto" is off on a CPU anyway)
-        assert (wrapper.jit_compile is False) == on_jax_cpu
 
 
 @pytest.mark.smoke

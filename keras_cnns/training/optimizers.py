@@ -24,7 +24,6 @@ import keras
 
 from keras_cnns.errors import UserError
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.layers import steps_eagerly
 from keras_cnns.losses import make_loss
 from keras_cnns.training.schedules import PlanSchedule, SchedulePlan
 
@@ -115,11 +114,8 @@ def compile_for_training(model, config: TrainConfig, *, augmenter=None, steps_pe
     loss = make_loss(config.loss, label_smoothing=config.label_smoothing)
     optimizer = make_optimizer(config, steps_per_epoch, model)
     # "auto": XLA on JAX and on TensorFlow with a GPU (Keras skips it on a CPU and under op
-    # determinism); never on PyTorch. On JAX's CPU backend a net whose stochastic depth skips
-    # dropped blocks steps eagerly, its kept branches compiled one by one (steps_eagerly).
+    # determinism); never on PyTorch.
     jit = "auto" if keras.backend.backend() in ("tensorflow", "jax") else False
-    if steps_eagerly(wrapper):
-        jit = False
     wrapper.compile(
         optimizer=optimizer,
         loss=loss,
