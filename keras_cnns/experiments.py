@@ -6,7 +6,8 @@ written down as a deviation), the paper's numbers, the metric compared, and two 
 presets derived from the paper's with ``dataclasses.replace``: ``quick`` (one GPU, about ten
 minutes of training) and ``smoke`` (CPU, under two minutes, a real-data subset). A ``Sweep``
 makes a small search part of an experiment (Krizhevsky et al. tuned each net's learning rate
-for speed); ``Ordering`` and ``Ratio`` are the paper's claims the report checks.
+for speed); ``Ordering`` and ``Ratio`` are the paper's claims the report checks, and a
+``Regime`` what a scaled-down preset needs of its runs for the comparison to mean something.
 
 The reproductions themselves live in ``reproductions/``, one module per paper claim, each
 holding one ``EXPERIMENT``; ``get_experiment`` imports it on first use. ``match_key`` says
@@ -85,6 +86,21 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class Regime:
+    """A condition on a preset's own runs: ``variant``'s final training error (percent) is
+    below ``below``, which shows ``meaning`` (for example "the net without dropout overfits").
+
+    The report says whether it held, with the number and the variant's validation error (its
+    best epoch and its last), so a reader sees whether the comparison was made in the regime
+    the claim is about.
+    """
+
+    variant: str
+    below: float
+    meaning: str
+
+
+@dataclass(frozen=True)
 class Preset:
     """One way of running an experiment.
 
@@ -99,6 +115,8 @@ class Preset:
         sweep: a search run before the main runs, or ``None``.
         cannot_show: for a scaled-down preset, what of the paper's claim it cannot show (one
             phrase, for the report's verdict); empty where it can show the claim as stated.
+        regime: what the preset's runs must show for its comparison to test the claim (for
+            example that the net without dropout overfits), checked in the report's verdict.
     """
 
     configs: Mapping[str, TrainConfig]
@@ -108,11 +126,16 @@ class Preset:
     deviations: tuple[str, ...] = ()
     sweep: Sweep | None = None
     cannot_show: str = ""
+    regime: tuple[Regime, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "configs", MappingProxyType(dict(self.configs)))
         object.__setattr__(self, "datasets", tuple(self.datasets))
         object.__setattr__(self, "deviations", tuple(self.deviations))
+        object.__setattr__(self, "regime", tuple(self.regime))
+        for r in self.regime:
+            if r.variant not in self.configs:
+                raise ValueError(f"regime names a variant not in the preset: {r.variant!r}")
         if not self.configs or not self.datasets:
             raise ValueError("a preset needs at least one variant and one dataset")
         for variant, config in self.configs.items():

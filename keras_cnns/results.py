@@ -42,6 +42,7 @@ from keras_cnns.experiments import (
     RECORDS_FILE,
     TUNING_REPORT_FILE,
     Experiment,
+    Regime,
     get_experiment,
     list_experiments,
     match_key,
@@ -541,6 +542,42 @@ def ratio_results(experiment: Experiment, rows, group: Group) -> list[str]:
     return out
 
 
+def regime_results(experiment: Experiment, rows, group: Group) -> list[tuple[bool | None, str]]:
+    """``(holds, sentence)`` for each ``Regime`` of the group's preset on each dataset run.
+
+    ``holds`` is ``None`` when the variant has no completed run there.
+    """
+    preset = experiment.presets.get(group.preset)
+    done = _in(rows, group)
+    datasets = sorted({r["dataset"] for r in done})
+    out = []
+    for dataset in datasets:
+        for regime in preset.regime if preset is not None else ():
+            out.append(_regime(done, regime, dataset, len(datasets) > 1))
+    return out
+
+
+def _regime(done, regime: Regime, dataset: str, name_dataset: bool) -> tuple[bool | None, str]:
+    where = f" on {dataset}" if name_dataset else ""
+    what = f"{regime.meaning} ({regime.variant}'s final training error below {regime.below:g}%{where})"
+    final = cell_stat(done, regime.variant, dataset, "final_train_error")
+    if not final.n:
+        return None, f"The regime this preset needs, {what}: undecided, no completed run"
+    holds = final.mean < regime.below
+    sentence = f"The regime this preset needs, {what}: {'holds' if holds else 'does not hold'}, {final.mean:.2f}%"
+    histories = [r["_history"] for r in done if r["variant"] == regime.variant and r["dataset"] == dataset]
+    epochs, val = _mean_curve(histories, val_errors)
+    if val and not any(math.isnan(v) for v in val):
+        best = min(range(len(val)), key=val.__getitem__)
+        sentence += (
+            f" (its validation error {val[-1]:.2f}% after epoch {epochs[-1]}, its lowest "
+            f"{val[best]:.2f}% at epoch {epochs[best]})"
+        )
+    if not holds:
+        sentence += "; the comparison was not made in the regime the claim is about"
+    return holds, sentence
+
+
 def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     """Sentences computed from the group's numbers; the first is the headline."""
     done = _in(rows, group)
@@ -585,6 +622,7 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     sentences = [head + "."]
     sentences += [s + "." for _, s in orderings]
     sentences += [s + "." for s in ratio_results(experiment, rows, group)]
+    sentences += [s + "." for _, s in regime_results(experiment, rows, group)]
     preset = experiment.presets.get(group.preset)
     if preset is not None and preset.cannot_show and not (math.isnan(fraction) or fraction < TOO_LITTLE):
         sentences.append(f"What this preset cannot show: {preset.cannot_show}.")

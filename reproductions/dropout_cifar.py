@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import Experiment, Ordering, Preset
+from keras_cnns.experiments import Experiment, Ordering, Preset, Regime
 
 _NONE = TrainConfig(
     model="dropout_cifar",
@@ -94,6 +94,7 @@ CPU = Preset(
         "the paper's error rates (its nets trained on all 50,000 images for far longer) nor "
         "CIFAR-100; it shows whether dropout helps, and where, once the net without it overfits"
     ),
+    regime=(Regime("none", 5.0, "the net without dropout overfits"),),
 )
 
 SMOKE = Preset(

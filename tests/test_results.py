@@ -299,6 +299,48 @@ def test_curve_ordering_names_the_epochs_where_it_fails(tmp_path):
 
 
 @pytest.mark.smoke
+def test_the_verdict_says_whether_the_presets_regime_held(tmp_path):
+    name = "dropout-cifar"
+    val = (50.0, 40.0, 35.0, 36.0, 37.0)  # lowest at epoch 3, then it climbs: overfitting
+    records = [
+        make_record(name, "none", s, preset="cpu", n_train=10_000, test_error=38.0,
+                    train_errors=(60.0, 30.0, 10.0, 4.0, f), val_errors=val)
+        for s, f in ((0, 2.0), (1, 3.0))
+    ] + [make_record(name, "fc", 0, preset="cpu", n_train=10_000, test_error=33.0, train_errors=(60.0, 40.0, 30.0, 20.0, 12.0))]  # fmt: skip
+    write_records(tmp_path, name, records)
+    experiment = get_experiment(name)
+    rows, _ = results.load_rows(experiment, tmp_path)
+    group = results.Group("cpu", "")
+    assert results.regime_results(experiment, rows, group) == [
+        (
+            True,
+            "The regime this preset needs, the net without dropout overfits (none's final "
+            "training error below 5%): holds, 2.50% (its validation error 37.00% after epoch 5, "
+            "its lowest 35.00% at epoch 3)",
+        )
+    ]
+    results.write_report(name, tmp_path)
+    assert "the net without dropout overfits (none's final training error below 5%): holds, 2.50%" in (
+        tmp_path / name / "README.md"
+    ).read_text()
+    # A net that still underfits: the verdict says the comparison was made outside the regime.
+    write_records(tmp_path, name, [make_record(name, "none", 2, preset="cpu", n_train=10_000, train_errors=(60.0, 40.0, 22.0))])
+    rows, _ = results.load_rows(experiment, tmp_path)
+    ((holds, sentence),) = results.regime_results(experiment, rows, group)
+    assert not holds and "does not hold, 9.00%" in sentence  # (2 + 3 + 22) / 3
+    assert sentence.endswith("the comparison was not made in the regime the claim is about")
+
+
+@pytest.mark.smoke
+def test_a_regime_must_name_a_variant_of_its_preset():
+    from keras_cnns.experiments import Preset, Regime
+
+    configs = get_experiment("dropout-cifar").presets["smoke"].configs
+    with pytest.raises(ValueError, match="regime names a variant not in the preset: 'nope'"):
+        Preset(configs=configs, datasets=("cifar10",), purpose="p", runtime="r", regime=(Regime("nope", 5.0, "m"),))
+
+
+@pytest.mark.smoke
 def test_small_runs_say_they_cannot_be_compared(tmp_path):
     write_records(tmp_path, PVR, [make_record(PVR, v) for v in ("plain20", "plain56")])
     experiment = get_experiment(PVR)
