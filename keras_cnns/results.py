@@ -57,7 +57,8 @@ PLOT_SUFFIX = "-curves.png"
 # Training-set sizes before the validation split (the paper presets train on all of it less
 # val_size): how much of a paper's training a run had is measured in images seen.
 TRAIN_SIZES = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "fashion_mnist": 60_000}
-# Below this fraction of the paper recipe's images seen, a run says nothing about the claim.
+# Below this fraction of the paper recipe's images seen, a run says nothing about the claim
+# (unless its preset is a scaled-down test of it: see ``tests_the_claim``).
 TOO_LITTLE = 0.05
 # From this fraction on, a run had (about) the paper's full training.
 FULL = 0.9
@@ -578,6 +579,19 @@ def _regime(done, regime: Regime, dataset: str, name_dataset: bool) -> tuple[boo
     return holds, sentence
 
 
+def tests_the_claim(experiment: Experiment, rows, group: Group) -> bool:
+    """Can the group's runs speak to the claim? Yes where they saw at least ``TOO_LITTLE`` of
+    the paper recipe's training images, and for a preset designed to test the claim at a
+    smaller scale (one that says what it ``cannot_show``: a ``cpu`` preset on a training
+    subset sees a few percent of the paper's images, in the regime the claim is about); no for
+    a check of the pipeline (``smoke``)."""
+    preset = experiment.presets.get(group.preset)
+    if preset is not None and preset.cannot_show:
+        return True
+    fraction = training_fraction(experiment, _in(rows, group))
+    return not math.isnan(fraction) and fraction >= TOO_LITTLE
+
+
 def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     """Sentences computed from the group's numbers; the first is the headline."""
     done = _in(rows, group)
@@ -588,7 +602,8 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     orderings = ordering_results(experiment, rows, group)
     decided = [h for h, _ in orderings if h is not None]
     held = sum(decided)
-    if math.isnan(fraction) or fraction < TOO_LITTLE:
+    claim = tests_the_claim(experiment, rows, group)
+    if not claim:
         head = (
             f"{group.preset} preset: too little training to compare with the paper ({pct} of the "
             "paper recipe's training images seen); this run shows that the pipeline works end "
@@ -611,10 +626,13 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
             head = f"{group.preset} preset, {budget}: the paper's orderings {verb}"
         else:
             head = f"{group.preset} preset, {budget}"
+        preset = experiment.presets.get(group.preset)
+        # A scaled-down preset's errors are not the paper's to compare (its table still has them).
+        scaled_down = preset is not None and bool(preset.cannot_show)
         numbered = [
             r for r in summary_rows(experiment, rows, group) if not math.isnan(r["difference"])
         ]
-        if numbered:
+        if numbered and not scaled_down:
             diffs = ", ".join(
                 f"{r['variant']}{_on(r, numbered)} {r['difference']:+.2f}" for r in numbered
             )
@@ -624,7 +642,7 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     sentences += [s + "." for s in ratio_results(experiment, rows, group)]
     sentences += [s + "." for _, s in regime_results(experiment, rows, group)]
     preset = experiment.presets.get(group.preset)
-    if preset is not None and preset.cannot_show and not (math.isnan(fraction) or fraction < TOO_LITTLE):
+    if preset is not None and preset.cannot_show and claim:
         sentences.append(f"What this preset cannot show: {preset.cannot_show}.")
     return sentences
 
@@ -796,10 +814,8 @@ def _write_index(out_dir: str | Path) -> Path:
         if found:
             presets = ", ".join(f"{g.label} ({_hardware(_in(rows, g))})" for g in found)
             sentences = verdict(experiment, rows, found[0])
-            fraction = training_fraction(experiment, _in(rows, found[0]))
             # A smoke check's orderings are noise: its headline says so, and is enough here.
-            scaled = not (math.isnan(fraction) or fraction < TOO_LITTLE)
-            summary = " ".join(sentences) if scaled else sentences[0]
+            summary = " ".join(sentences) if tests_the_claim(experiment, rows, found[0]) else sentences[0]
         else:
             presets = "none yet"
             summary = f"not run yet: `keras-cnns reproduce {name} --preset smoke`"
