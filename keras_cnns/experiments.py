@@ -90,9 +90,9 @@ class Regime:
     """A condition on a preset's own runs: ``variant``'s final training error (percent) is
     below ``below``, which shows ``meaning`` (for example "the net without dropout overfits").
 
-    The report says whether it held, with the number and the variant's validation error (its
-    best epoch and its last), so a reader sees whether the comparison was made in the regime
-    the claim is about.
+    The report says whether it held, with the number and the variant's validation error (at
+    the epoch its training error first fell below ``below``, and at the end), so a reader sees
+    whether the comparison was made in the regime the claim is about.
     """
 
     variant: str

@@ -568,12 +568,18 @@ def _regime(done, regime: Regime, dataset: str, name_dataset: bool) -> tuple[boo
     sentence = f"The regime this preset needs, {what}: {'holds' if holds else 'does not hold'}, {final.mean:.2f}%"
     histories = [r["_history"] for r in done if r["variant"] == regime.variant and r["dataset"] == dataset]
     epochs, val = _mean_curve(histories, val_errors)
+    train = _mean_curve(histories, train_errors)[1]
     if val and not any(math.isnan(v) for v in val):
-        best = min(range(len(val)), key=val.__getitem__)
-        sentence += (
-            f" (its validation error {val[-1]:.2f}% after epoch {epochs[-1]}, its lowest "
-            f"{val[best]:.2f}% at epoch {epochs[best]})"
+        # Where the training error first fell below the bound, against the end: does the
+        # validation error still fall once the training set is fitted?
+        below = next((i for i, t in enumerate(train) if t < regime.below), None)
+        since = (
+            f"{val[below]:.2f}% at epoch {epochs[below]}, when its training error first fell "
+            f"below {regime.below:g}%, and "
+            if below is not None and below < len(val) - 1
+            else ""
         )
+        sentence += f" (its validation error {since}{val[-1]:.2f}% after epoch {epochs[-1]})"
     if not holds:
         sentence += "; the comparison was not made in the regime the claim is about"
     return holds, sentence
