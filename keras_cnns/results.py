@@ -608,6 +608,7 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     orderings = ordering_results(experiment, rows, group)
     decided = [h for h, _ in orderings if h is not None]
     held = sum(decided)
+    preset = experiment.presets.get(group.preset)
     claim = tests_the_claim(experiment, rows, group)
     if not claim:
         head = (
@@ -632,7 +633,6 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
             head = f"{group.preset} preset, {budget}: the paper's orderings {verb}"
         else:
             head = f"{group.preset} preset, {budget}"
-        preset = experiment.presets.get(group.preset)
         # A scaled-down preset's errors are not the paper's to compare (its table still has them).
         scaled_down = preset is not None and bool(preset.cannot_show)
         numbered = [
@@ -647,7 +647,6 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     sentences += [s + "." for _, s in orderings]
     sentences += [s + "." for s in ratio_results(experiment, rows, group)]
     sentences += [s + "." for _, s in regime_results(experiment, rows, group)]
-    preset = experiment.presets.get(group.preset)
     if preset is not None and preset.cannot_show and claim:
         sentences.append(f"What this preset cannot show: {preset.cannot_show}.")
     return sentences
