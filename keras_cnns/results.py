@@ -483,7 +483,7 @@ def ordering_results(experiment: Experiment, rows, group: Group) -> list[tuple[b
             note = (
                 " (gap within one seed std)"
                 if not math.isnan(spread) and abs(hi.mean - lo.mean) < spread
-                else ""
+                else (" (one seed: the gap's noise is not measured)" if min(lo.n, hi.n) == 1 else "")
             )
             verb = "holds" if holds else "does not hold"
             out.append(

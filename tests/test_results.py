@@ -323,7 +323,9 @@ def test_the_verdict_says_whether_the_presets_regime_held(tmp_path):
     # its scale: the verdict judges it (without the paper's errors) and says what it cannot show.
     sentences = results.verdict(experiment, rows, group)
     assert sentences[0] == "cpu preset, 0.56% of the paper recipe's training images: the paper's orderings all hold."
-    assert sentences[1] == "fc 33.00 vs none 38.00 (test error %): the paper's ordering holds."
+    assert sentences[1] == (
+        "fc 33.00 vs none 38.00 (test error %): the paper's ordering holds (one seed: the gap's noise is not measured)."
+    )
     assert sentences[-1].startswith("What this preset cannot show: the paper's error rates")
     results.write_report(name, tmp_path)
     assert "the net without dropout overfits (none's final training error below 5%): holds, 2.50%" in (
