@@ -722,7 +722,10 @@ def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> byt
     )
     if len(experiment.curves) == 1:
         what = what.replace(" (dashed)", "").replace(" (solid)", "")
-    fig.suptitle(f"{experiment.name}, {group.label} preset, {dataset}: {what}", fontsize=10)
+    title = f"{experiment.name}, {group.label} preset, {dataset}: {what}"
+    if len(title) > 60 * len(panels):  # wider than the figure at this size: two lines
+        title = title.replace(": ", "\n", 1)
+    fig.suptitle(title, fontsize=10)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
