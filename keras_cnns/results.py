@@ -585,16 +585,15 @@ def _regime(done, regime: Regime, dataset: str, name_dataset: bool) -> tuple[boo
     return holds, sentence
 
 
-def tests_the_claim(experiment: Experiment, rows, group: Group) -> bool:
-    """Can the group's runs speak to the claim? Yes where they saw at least ``TOO_LITTLE`` of
-    the paper recipe's training images, and for a preset designed to test the claim at a
-    smaller scale (one that says what it ``cannot_show``: a ``cpu`` preset on a training
-    subset sees a few percent of the paper's images, in the regime the claim is about); no for
-    a check of the pipeline (``smoke``)."""
+def tests_the_claim(experiment: Experiment, group: Group, fraction: float) -> bool:
+    """Can a group's runs, which saw ``fraction`` of the paper recipe's training images (see
+    ``training_fraction``), speak to the claim? Yes from ``TOO_LITTLE`` on, and for a preset
+    designed to test the claim at a smaller scale (one that says what it ``cannot_show``: a
+    ``cpu`` preset on a training subset sees a few percent of the paper's images, in the regime
+    the claim is about); no for a check of the pipeline (``smoke``)."""
     preset = experiment.presets.get(group.preset)
     if preset is not None and preset.cannot_show:
         return True
-    fraction = training_fraction(experiment, _in(rows, group))
     return not math.isnan(fraction) and fraction >= TOO_LITTLE
 
 
@@ -609,7 +608,7 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     decided = [h for h, _ in orderings if h is not None]
     held = sum(decided)
     preset = experiment.presets.get(group.preset)
-    claim = tests_the_claim(experiment, rows, group)
+    claim = tests_the_claim(experiment, group, fraction)
     if not claim:
         head = (
             f"{group.preset} preset: too little training to compare with the paper ({pct} of the "
@@ -823,7 +822,8 @@ def _write_index(out_dir: str | Path) -> Path:
             presets = ", ".join(f"{g.label} ({_hardware(_in(rows, g))})" for g in found)
             sentences = verdict(experiment, rows, found[0])
             # A smoke check's orderings are noise: its headline says so, and is enough here.
-            summary = " ".join(sentences) if tests_the_claim(experiment, rows, found[0]) else sentences[0]
+            fraction = training_fraction(experiment, _in(rows, found[0]))
+            summary = " ".join(sentences) if tests_the_claim(experiment, found[0], fraction) else sentences[0]
         else:
             presets = "none yet"
             summary = f"not run yet: `keras-cnns reproduce {name} --preset smoke`"
