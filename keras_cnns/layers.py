@@ -374,25 +374,122 @@ class ZeroPadShortcut(keras.layers.Layer):
         }
 
 
-def _conditionals_run_slowly() -> bool:
-    """True on JAX's CPU backend, where a conditional costs more than the work it skips.
+def _conditionals_need_canonical_convolutions() -> bool:
+    """True on JAX's CPU backend, where a conditional's convolution gradients run slowly.
 
-    XLA's CPU compiler runs the sides of a conditional on one thread, and leaves the
-    convolutions in them that are not in its canonical NHWC/HWIO layout (every kernel
-    gradient) to a naive loop: the pass that rewrites them visits the entry computation only.
-    Measured on two cores: ResNet-56 trained 13 times slower per step with skipped blocks than
-    without stochastic depth. (Inside a conditional, a forward convolution runs at full speed,
-    the kernel gradient of the same convolution about 25 times slower, and elementwise work
-    at half speed.) Also tried: an eager step, a Python ``if`` on each drawn value and each
-    kept branch one ``jax.jit`` call. It skipped the dropped branches but saved no time:
-    ResNet-56 and ResNet-110 with ``p_L = 0.5`` took 1.02 and 1.04 of the same step with every
-    block kept, the eager step's cost growing with the net's variables, not its kept blocks.
+    XLA's CPU compiler rewrites a convolution that is not in its canonical NHWC/HWIO form
+    (every kernel gradient, as JAX writes it) into transposes around a canonical one, but that
+    pass visits the entry computation only: inside a side of a conditional the kernel
+    gradient is left to a naive loop, about 25 times slower (ResNet-56 trained 13 times
+    slower per step with skipped blocks than without stochastic depth). The branches' 2-D
+    convolutions therefore compute their gradients with convolutions already in canonical form
+    there (``_canonical_gradient_convolutions``): the same arithmetic as XLA's own rewrite,
+    so the gradients are bitwise those of the entry computation, at its speed.
     """
     if keras.backend.backend() != "jax":
         return False
     import jax
 
     return jax.default_backend() == "cpu"
+
+
+def _conv_padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int]:
+    """(low, high) padding of one spatial dimension, as XLA computes ``SAME`` and ``VALID``."""
+    if padding == "valid":
+        return 0, 0
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _canonical_gradient_conv(strides: tuple[int, int], padding: str):
+    """A 2-D convolution (NHWC input, HWIO kernel) whose gradients are canonical convolutions.
+
+    JAX only (``jax.custom_vjp``; see ``_conditionals_need_canonical_convolutions``). The
+    forward pass is ``lax.conv_general_dilated`` as Keras calls it. The input gradient is the
+    convolution of the output gradient with the flipped kernel, its input and output channels
+    swapped (the output gradient dilated by the stride); the kernel gradient is a convolution
+    of the input, batch and channels swapped (``C, H, W, N``), with the output gradient as its
+    kernel (``H', W', N, O``, dilated by the stride): JAX's own transpose rules, with the
+    operands transposed explicitly so that XLA finds canonical convolutions.
+    """
+    import jax
+    from jax import lax
+
+    dims = ("NHWC", "HWIO", "NHWC")
+
+    def pads(x, w):
+        return [
+            _conv_padding(x.shape[1 + i], w.shape[i], strides[i], padding) for i in range(2)
+        ]
+
+    @jax.custom_vjp
+    def conv(x, w):
+        return lax.conv_general_dilated(x, w, strides, pads(x, w), dimension_numbers=dims)
+
+    def forward(x, w):
+        return conv(x, w), (x, w)
+
+    def backward(residuals, dy):
+        x, w = residuals
+        forward_pads = pads(x, w)
+        input_pads, kernel_pads = [], []
+        for i, (low, _) in enumerate(forward_pads):
+            size, k, s, out = x.shape[1 + i], w.shape[i], strides[i], dy.shape[1 + i]
+            dilated_out = (out - 1) * s + 1
+            before = k - low - 1
+            input_pads.append((before, size + k - 1 - dilated_out - before))
+            kernel_pads.append((low, dilated_out - size + k - low - 1))
+        flipped = lax.transpose(lax.rev(w, (0, 1)), (0, 1, 3, 2))
+        dx = lax.conv_general_dilated(
+            dy, flipped, (1, 1), input_pads, lhs_dilation=strides, dimension_numbers=dims
+        )
+        dw = lax.conv_general_dilated(
+            lax.transpose(x, (3, 1, 2, 0)),
+            lax.transpose(dy, (1, 2, 0, 3)),
+            (1, 1),
+            kernel_pads,
+            rhs_dilation=strides,
+            dimension_numbers=dims,
+        )
+        return dx, lax.transpose(dw, (1, 2, 0, 3))
+
+    conv.defvjp(forward, backward)
+
+    def convolution_op(inputs, kernel):
+        # The kernel is a Keras variable (its value in a stateless call, cast under autocast).
+        return conv(ops.convert_to_tensor(inputs), ops.convert_to_tensor(kernel))
+
+    return convolution_op
+
+
+class _CanonicalGradientConvolutions:
+    """Context manager: the plain 2-D convolutions of ``layer`` (and of the layers inside it)
+    use ``_canonical_gradient_conv`` while inside; their own ``convolution_op`` after.
+
+    Plain means a ``keras.layers.Conv2D`` with channels-last data, no dilation and one group;
+    any other convolution keeps its own operation (correct, only slower in a conditional).
+    """
+
+    def __init__(self, layer: keras.layers.Layer):
+        self.convolutions = [
+            sub
+            for sub in layer._flatten_layers(include_self=True, recursive=True)
+            if type(sub) is keras.layers.Conv2D
+            and sub.data_format == "channels_last"
+            and tuple(sub.dilation_rate) == (1, 1)
+            and sub.groups == 1
+        ]
+
+    def __enter__(self):
+        for conv in self.convolutions:
+            conv.convolution_op = _canonical_gradient_conv(tuple(conv.strides), conv.padding)
+        return self
+
+    def __exit__(self, *exc):
+        for conv in self.convolutions:
+            del conv.convolution_op
+        return False
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -429,13 +526,16 @@ class StochasticDepth(keras.layers.Layer):
     are assigned after it. So no variable is assigned inside a side of the conditional, which
     under JAX's tracing would leak tracers. The branch's losses (activity regularisers,
     ``add_loss``) are not collected; weight regularisers on its variables still count.
-    Except on JAX's CPU backend: there XLA runs a conditional's sides on one thread and
-    without its fast convolution kernels (see ``_conditionals_run_slowly``), so the branch is
-    computed and its outputs and state updates are discarded with a select instead (the same
-    values, no time saved). Measured (``scripts/benchmark_stochastic_depth.py``, two CPU
-    cores): on TensorFlow ResNet-110 with ``p_L = 0.5`` takes 0.66 of the time of constant
-    depth; on JAX's CPU backend the conditional made ResNet-56 13 times slower, the select
-    about as fast as constant depth. JAX on a GPU uses the conditional.
+    On JAX's CPU backend, XLA leaves the kernel-gradient convolutions inside a conditional
+    to a naive loop (see ``_conditionals_need_canonical_convolutions``), so there the
+    branch's plain 2-D convolutions compute their gradients with convolutions XLA runs fast
+    (``_CanonicalGradientConvolutions``): the same values, bitwise. Measured
+    (``scripts/benchmark_stochastic_depth.py``, two CPU cores, ResNet-110 with ``p_L = 0.5``,
+    the time of a training step against constant depth): on TensorFlow 0.81 (0.79 against the
+    same net with no block ever dropped, so the conditionals themselves cost 2%; 0.66 on an
+    earlier, busier host); on JAX's CPU backend 0.24: skipping saves 19% (0.81 against the net
+    with no block dropped), and XLA runs the deep constant-depth net, one computation, about
+    three times slower than the same blocks inside conditionals.
 
     ``mode="sample"`` is DropPath: one draw per example, so examples in a batch differ, and
     every branch is computed (and multiplied by its examples' gates): nothing can be skipped.
@@ -504,7 +604,13 @@ class StochasticDepth(keras.layers.Layer):
         state = [ops.convert_to_tensor(v.value) for v in branch.non_trainable_variables]
 
         def kept():
-            residual, new_state = branch.stateless_call(trainable, state, x, training=True)
+            if _conditionals_need_canonical_convolutions():
+                with _CanonicalGradientConvolutions(branch):
+                    residual, new_state = branch.stateless_call(
+                        trainable, state, x, training=True
+                    )
+            else:
+                residual, new_state = branch.stateless_call(trainable, state, x, training=True)
             return shortcut + residual, new_state
 
         def dropped():
@@ -516,15 +622,7 @@ class StochasticDepth(keras.layers.Layer):
             zero = ops.sum(ops.stack([ops.sum(w) for w in trainable])) * 0.0
             return shortcut + ops.cast(zero, shortcut.dtype), state
 
-        if _conditionals_run_slowly():
-            # Computed and discarded: the same values, states and gradients as the
-            # conditional, at constant-depth speed (see _conditionals_run_slowly). The select
-            # already gives a dropped block's weights their zero gradient.
-            kept_out, kept_state = kept()
-            outputs = ops.where(keep, kept_out, shortcut)
-            new_state = [ops.where(keep, new, old) for new, old in zip(kept_state, state, strict=True)]
-        else:
-            outputs, new_state = ops.cond(keep, kept, dropped)
+        outputs, new_state = ops.cond(keep, kept, dropped)
         for variable, value in zip(branch.non_trainable_variables, new_state, strict=True):
             variable.assign(value)
         return outputs

@@ -8,11 +8,15 @@ depth is ``(3L - 1) / 4`` blocks of ``L``. Target here: seconds per step of ResN
 
 What it measures: for each model (``resnet110_cifar``, ``resnet56_cifar`` by default), the
 seconds per training step (``model.train_on_batch``: SGD with Nesterov momentum, float32,
-batch 128 of synthetic 32x32x3 images, the loss back on the host) of the constant-depth net
-and of its twin with ``drop_path=0.5`` (``drop_path_mode="batch"``). Both nets are built and
+batch 128 of synthetic 32x32x3 images, the loss back on the host) of three nets: the
+constant-depth net, its twin with ``drop_path=0.5`` (``drop_path_mode="batch"``), and the
+same twin with ``drop_path=1e-9`` ("none dropped": every block runs inside its conditional,
+and none is ever dropped). The third separates what skipping saves (stochastic over none
+dropped) from what running the blocks inside conditionals costs or saves by itself (none
+dropped over constant): on JAX's CPU backend the second is far from 1. The nets are built and
 compiled, warmed up (``--warmup`` untimed steps each), then timed over ``--rounds`` rounds of
-``--steps`` steps each, the two nets taking turns (the order alternates from round to round),
-so load from other jobs falls on both alike. A full epoch would be too long on two CPU cores:
+``--steps`` steps each, the nets taking turns (the order rotates from round to round),
+so load from other jobs falls on all alike. A full epoch would be too long on two CPU cores:
 the table gives seconds per step and extrapolates them to a 45,000-image epoch (the paper's
 45k / 5k split: ``ceil(45000 / 128) = 352`` steps); the ratio is stochastic over constant.
 
@@ -21,11 +25,12 @@ Outputs ``OUT/stochastic_depth.csv`` and ``OUT/stochastic_depth.md`` (default ``
 backends already in the CSV are kept, so runs on several backends make one table. The backend
 is ``KERAS_BACKEND``. Never edit the outputs by hand: rerun the script.
 
-Command (TensorFlow, about 15 minutes on two shared CPU cores)::
+Commands (each about 10 minutes on two shared CPU cores; the JAX constant-depth ResNet-110
+takes about 18 s a step there)::
 
-    KERAS_BACKEND=tensorflow python scripts/benchmark_stochastic_depth.py --rounds 4 --steps 4
-    KERAS_BACKEND=jax python scripts/benchmark_stochastic_depth.py --models resnet56_cifar \\
-        --rounds 3 --steps 3
+    KERAS_BACKEND=tensorflow python scripts/benchmark_stochastic_depth.py --rounds 3 --steps 2 \\
+        --warmup 1
+    KERAS_BACKEND=jax python scripts/benchmark_stochastic_depth.py --rounds 3 --steps 2 --warmup 1
 """
 
 from __future__ import annotations
@@ -41,11 +46,13 @@ import sys
 import time
 from pathlib import Path
 
+NONE_DROPPED = 1e-9  # a drop_path whose draws always keep (float32 rounds 1 - 1e-9 to 1)
 EPOCH_IMAGES = 45_000  # Huang et al. train on 45k CIFAR images (5k held out for validation)
 TARGET = 0.80  # the issue's target for ResNet-110: at most 80% of the constant-depth time
 COLUMNS = (
     "backend", "model", "drop_path", "batch_size", "rounds", "steps", "constant_s_per_step",
-    "sd_s_per_step", "ratio", "round_ratio_min", "round_ratio_max", "constant_s_per_epoch",
+    "sd_s_per_step", "ratio", "round_ratio_min", "round_ratio_max", "kept_s_per_step",
+    "ratio_sd_to_kept", "ratio_kept_to_constant", "constant_s_per_epoch",
     "sd_s_per_epoch", "expected_block_fraction", "cpu", "cores", "load_before", "load_after",
     "versions", "written",
 )  # fmt: skip
@@ -145,26 +152,26 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
     x = rng.standard_normal((args.batch_size, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 10, args.batch_size)
     load_before = _load()
-    nets = {
-        "constant": _compiled(name, 0.0, args.seed),
-        "sd": _compiled(name, args.drop_path, args.seed),
-    }
+    drop_paths = {"constant": 0.0, "sd": args.drop_path, "kept": NONE_DROPPED}
+    nets = {variant: _compiled(name, p, args.seed) for variant, p in drop_paths.items()}
     for model in nets.values():
         _steps(model, x, y, args.warmup)
-    seconds = {"constant": [], "sd": []}
+    seconds = {variant: [] for variant in nets}
+    variants = list(nets)
     for r in range(args.rounds):
-        order = ("constant", "sd") if r % 2 == 0 else ("sd", "constant")
-        for variant in order:
+        for variant in variants[r % 3 :] + variants[: r % 3]:
             seconds[variant].append(_steps(nets[variant], x, y, args.steps))
         print(
             f"{backend} {name} round {r + 1}/{args.rounds}: constant "
             f"{seconds['constant'][-1] / args.steps:.3f} s/step, stochastic depth "
-            f"{seconds['sd'][-1] / args.steps:.3f} s/step",
+            f"{seconds['sd'][-1] / args.steps:.3f} s/step, none dropped "
+            f"{seconds['kept'][-1] / args.steps:.3f} s/step",
             flush=True,
         )
     timed = args.rounds * args.steps
     constant = sum(seconds["constant"]) / timed
     sd = sum(seconds["sd"]) / timed
+    kept = sum(seconds["kept"]) / timed
     round_ratios = [s / c for s, c in zip(seconds["sd"], seconds["constant"], strict=True)]
     blocks = sum(stage.blocks for stage in _spec(name).stages)
     epoch_steps = math.ceil(EPOCH_IMAGES / args.batch_size)
@@ -181,6 +188,9 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
         "ratio": round(sd / constant, 3),
         "round_ratio_min": round(min(round_ratios), 3),
         "round_ratio_max": round(max(round_ratios), 3),
+        "kept_s_per_step": round(kept, 4),
+        "ratio_sd_to_kept": round(sd / kept, 3),
+        "ratio_kept_to_constant": round(kept / constant, 3),
         "constant_s_per_epoch": round(constant * epoch_steps, 1),
         "sd_s_per_epoch": round(sd * epoch_steps, 1),
         "expected_block_fraction": round(
@@ -210,10 +220,16 @@ def _read_rows(path: Path) -> list[dict]:
 
 def _csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", restval="")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    """``row[key]`` formatted, or ``-`` for a row measured before the column existed."""
+    value = row.get(key) or ""
+    return format(float(value), fmt) if value else "-"
 
 
 def _markdown(rows: list[dict]) -> str:
@@ -229,21 +245,27 @@ def _markdown(rows: list[dict]) -> str:
         f"depth; target here: ResNet-110's ratio at most {TARGET:.2f}.",
         "",
         'Each row: the constant-depth net and its `drop_path` twin (`drop_path_mode="batch"`,',
-        "option-A shortcuts, float32, SGD with Nesterov momentum, synthetic 32x32x3 images), built,",
-        "warmed up, then timed in `rounds` rounds of `steps` training steps each, the two nets",
-        "taking turns (order alternating). **Seconds per epoch are extrapolated** from seconds per",
+        "option-A shortcuts, float32, SGD with Nesterov momentum, synthetic 32x32x3 images), and",
+        f"the same twin with `drop_path={NONE_DROPPED:g}` (none dropped: every block inside its",
+        "conditional, none ever skipped), built, warmed up, then timed in `rounds` rounds of",
+        "`steps` training steps each, the nets taking turns (order rotating).",
+        "**Seconds per epoch are extrapolated** from seconds per",
         "step to a 45,000-image epoch ("
         + ", ".join(f"batch {b}: {n} steps" for b, n in sorted(epoch_steps.items()))
         + "); no full epoch was run.",
         "`ratio` is stochastic / constant over all timed steps; the round ratios show the spread.",
+        "Stochastic / none dropped is what skipping saves; none dropped / constant what the",
+        "conditionals cost (or save) by themselves. Rows without them (`-`) were measured before",
+        "the script timed the third net.",
         "`expected blocks` is the mean survival probability, the fraction of residual blocks",
         "computed on average (the stem, the head and the optimizer update always run).",
         "",
         "| backend | model | drop_path | batch | rounds x steps | constant s/step | SD s/step "
-        "| ratio SD / constant | round ratios | constant s/epoch (extrapolated) "
+        "| ratio SD / constant | round ratios | none dropped s/step | SD / none dropped "
+        "| none dropped / constant | constant s/epoch (extrapolated) "
         "| SD s/epoch (extrapolated) | expected blocks | CPU (cores) | load 1 5 15 min: before, after "
         "| versions | written |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -251,6 +273,8 @@ def _markdown(rows: list[dict]) -> str:
             f"| {r['rounds']} x {r['steps']} | {float(r['constant_s_per_step']):.3f} "
             f"| {float(r['sd_s_per_step']):.3f} | **{float(r['ratio']):.3f}** "
             f"| {r['round_ratio_min']} - {r['round_ratio_max']} "
+            f"| {_cell(r, 'kept_s_per_step', '.3f')} | {_cell(r, 'ratio_sd_to_kept', '.3f')} "
+            f"| {_cell(r, 'ratio_kept_to_constant', '.3f')} "
             f"| {float(r['constant_s_per_epoch']):.0f} | {float(r['sd_s_per_epoch']):.0f} "
             f"| {r['expected_block_fraction']} | {r['cpu']} ({r['cores']}) "
             f"| {r['load_before']}; {r['load_after']} | {r['versions']} | {r['written']} |"
@@ -258,7 +282,7 @@ def _markdown(rows: list[dict]) -> str:
     lines += [
         "",
         "Load averages are 1 / 5 / 15 minutes: the machine is shared, so absolute seconds vary",
-        "with other jobs; the alternating rounds put that load on both nets alike. CPU numbers",
+        "with other jobs; the rotating rounds put that load on every net alike. CPU numbers",
         "say nothing about a GPU.",
         "",
     ]

@@ -197,3 +197,76 @@ def test_receptive_field_sees_through_the_branch_inside_the_layer():
     sd = receptive_field(build_model("resnet20_cifar", input_shape=(8, 8, 3), drop_path=0.5))
     for name in ("stage1_block1_add", "stage3_block3_out", "logits"):
         assert sd[name] == plain[name]
+
+
+def _by_layer_and_name(model: keras.Model) -> dict[str, keras.Variable]:
+    """The model's weights keyed ``layer/variable`` (a branch's layers keep their names)."""
+    return {"/".join(v.path.split("/")[-2:]): v for v in model.weights}
+
+
+@pytest.mark.smoke
+def test_compiled_step_with_no_block_dropped_is_the_constant_depth_step():
+    # drop_path=1e-9: every block runs inside its conditional and none is dropped (float32
+    # rounds each survival probability to 1). One compiled SGD step must then move every
+    # weight as the constant-depth net's step does (to rounding: the compiler fuses the
+    # elementwise work inside a conditional differently). On JAX's CPU backend this checks the
+    # canonical convolution gradients inside the conditionals (bitwise in the test below).
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
+    y = np.arange(8) % 10
+    nets = {}
+    for drop_path in (0.0, 1e-9):
+        keras.utils.set_random_seed(0)
+        model = build_model("resnet20_cifar", input_shape=(8, 8, 3), drop_path=drop_path)
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        nets[drop_path] = model
+    constant, kept = (_by_layer_and_name(nets[p]) for p in (0.0, 1e-9))
+    assert constant.keys() == kept.keys()
+    start = {key: _np(variable) for key, variable in constant.items()}
+    for key, variable in kept.items():
+        variable.assign(start[key])  # a copy: JAX donates the step's buffers
+    for model in nets.values():
+        model.train_on_batch(x, y)
+    moved = 0
+    for key, variable in constant.items():
+        after = _np(variable)
+        np.testing.assert_allclose(_np(kept[key]), after, rtol=1e-4, atol=1e-6, err_msg=key)
+        moved += "kernel" in key and not np.allclose(after, _np(start[key]), rtol=1e-3)
+    assert moved == sum("kernel" in key for key in constant)  # every kernel took the step
+
+
+@pytest.mark.smoke
+def test_canonical_gradient_convolution_is_bitwise_keras_convolution():
+    if keras.backend.backend() != "jax":
+        pytest.skip("a JAX-only kernel (the CPU backend's conditionals need it)")
+    import jax
+
+    from keras_cnns.layers import _canonical_gradient_conv
+
+    rng = np.random.default_rng(0)
+    cases = [  # (input shape, kernel size, stride, padding)
+        ((2, 8, 8, 3), 3, 1, "same"),
+        ((2, 8, 8, 3), 3, 2, "same"),
+        ((2, 9, 7, 3), 3, 2, "same"),
+        ((2, 9, 7, 3), 3, 2, "valid"),
+        ((2, 8, 8, 3), 1, 2, "same"),
+        ((2, 10, 10, 2), 5, 3, "valid"),
+    ]
+    for shape, k, s, padding in cases:
+        x = rng.normal(size=shape).astype("float32")
+        w = rng.normal(size=(k, k, shape[-1], 4)).astype("float32")
+
+        def native(x, w, s=s, padding=padding):
+            return keras.ops.conv(x, w, strides=s, padding=padding)
+
+        canonical = _canonical_gradient_conv((s, s), padding)
+        y, native_vjp = jax.vjp(native, x, w)
+        y_canonical, canonical_vjp = jax.vjp(canonical, x, w)
+        np.testing.assert_array_equal(np.asarray(y_canonical), np.asarray(y))
+        dy = rng.normal(size=y.shape).astype("float32")
+        grads = jax.jit(lambda dy, f=native_vjp: f(dy))(dy)
+        canonical_grads = jax.jit(lambda dy, f=canonical_vjp: f(dy))(dy)
+        for a, b in zip(canonical_grads, grads, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=f"{k} {s} {padding}")

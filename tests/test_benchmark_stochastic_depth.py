@@ -1,0 +1,41 @@
+"""The stochastic-depth timing page: three nets a row, and rows from before the third net."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location(
+    "benchmark_stochastic_depth", ROOT / "scripts" / "benchmark_stochastic_depth.py"
+)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def _row(**extra) -> dict:
+    row = {
+        "backend": "tensorflow", "model": "resnet110_cifar", "drop_path": 0.5, "batch_size": 128,
+        "rounds": 3, "steps": 2, "constant_s_per_step": 3.0, "sd_s_per_step": 2.4,
+        "ratio": 0.8, "round_ratio_min": 0.77, "round_ratio_max": 0.86,
+        "constant_s_per_epoch": 1056.0, "sd_s_per_epoch": 844.8, "expected_block_fraction": 0.745,
+        "cpu": "x86_64", "cores": 2, "load_before": "1 1 1", "load_after": "1 1 1",
+        "versions": "keras", "written": "2026-01-01T00:00:00+00:00",
+    }  # fmt: skip
+    return {**row, **extra}
+
+
+def test_page_shows_the_none_dropped_net_and_dashes_for_older_rows(tmp_path):
+    new = _row(kept_s_per_step=3.1, ratio_sd_to_kept=0.774, ratio_kept_to_constant=1.033)
+    old = _row(model="resnet56_cifar")
+    path = tmp_path / "stochastic_depth.csv"
+    path.write_text(bench._csv([new, old]))
+    rows = bench._read_rows(path)
+    assert rows[1]["kept_s_per_step"] == ""  # an older row: the columns left empty
+    lines = bench._markdown(rows).splitlines()
+    header = next(line for line in lines if line.startswith("| backend"))
+    assert "| none dropped s/step | SD / none dropped | none dropped / constant |" in header
+    table = [line for line in lines if line.startswith("| tensorflow")]
+    assert "| **0.800** | 0.77 - 0.86 | 3.100 | 0.774 | 1.033 |" in table[0]
+    assert "| **0.800** | 0.77 - 0.86 | - | - | - |" in table[1]
+    assert len(header.split("|")) == len(table[0].split("|")) == len(table[1].split("|"))
