@@ -383,7 +383,7 @@ def _conditionals_need_canonical_convolutions() -> bool:
     gradient is left to a naive loop, about 25 times slower (ResNet-56 trained 13 times
     slower per step with skipped blocks than without stochastic depth). The branches' 2-D
     convolutions therefore compute their gradients with convolutions already in canonical form
-    there (``_canonical_gradient_convolutions``): the same arithmetic as XLA's own rewrite,
+    there (``_CanonicalGradientConvolutions``): the same arithmetic as XLA's own rewrite,
     so the gradients are bitwise those of the entry computation, at its speed.
     """
     if keras.backend.backend() != "jax":
