@@ -104,9 +104,10 @@ CPU = Preset(
     deviations=(
         "CPU: ResNet-56 instead of ResNet-110, 10,000 of the 45,000 training images, 40 epochs, "
         "lr / 10 at epochs 20 and 30; CIFAR-10 only.",
-        "CPU: no augmentation (the paper's CIFAR-10+ pads, crops and flips): with it, 40 epochs "
-        "of 10,000 images left constant depth at 33% training error in a first run (epoch 27), "
-        "a regime where no regulariser can help.",
+        "CPU: no augmentation, the paper's other CIFAR-10 setting (13.63 -> 11.66 "
+        "test error without augmentation, 6.41 -> 5.25 with): with augmentation, 40 epochs of "
+        "10,000 images left constant depth at 33% training error in a first run (epoch 27), a "
+        "regime where no regulariser can help.",
     ),
     cannot_show=(
         "the paper's ResNet-110 errors after 500 epochs on all images with augmentation, nor "
