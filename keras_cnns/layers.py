@@ -9,6 +9,8 @@ Sections are owned by family: add a layer to the section of the family that need
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -393,15 +395,6 @@ def _conditionals_need_canonical_convolutions() -> bool:
     return jax.default_backend() == "cpu"
 
 
-def _conv_padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int]:
-    """(low, high) padding of one spatial dimension, as XLA computes ``SAME`` and ``VALID``."""
-    if padding == "valid":
-        return 0, 0
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def _canonical_gradient_conv(strides: tuple[int, int], padding: str):
     """A 2-D convolution (NHWC input, HWIO kernel) whose gradients are canonical convolutions.
 
@@ -418,10 +411,8 @@ def _canonical_gradient_conv(strides: tuple[int, int], padding: str):
 
     dims = ("NHWC", "HWIO", "NHWC")
 
-    def pads(x, w):
-        return [
-            _conv_padding(x.shape[1 + i], w.shape[i], strides[i], padding) for i in range(2)
-        ]
+    def pads(x, w):  # (low, high) per spatial dimension, as XLA pads SAME and VALID
+        return lax.padtype_to_pads(x.shape[1:3], w.shape[:2], strides, padding.upper())
 
     @jax.custom_vjp
     def conv(x, w):
@@ -604,12 +595,12 @@ class StochasticDepth(keras.layers.Layer):
         state = [ops.convert_to_tensor(v.value) for v in branch.non_trainable_variables]
 
         def kept():
-            if _conditionals_need_canonical_convolutions():
-                with _CanonicalGradientConvolutions(branch):
-                    residual, new_state = branch.stateless_call(
-                        trainable, state, x, training=True
-                    )
-            else:
+            convolutions = (
+                _CanonicalGradientConvolutions(branch)
+                if _conditionals_need_canonical_convolutions()
+                else contextlib.nullcontext()
+            )
+            with convolutions:
                 residual, new_state = branch.stateless_call(trainable, state, x, training=True)
             return shortcut + residual, new_state
 
