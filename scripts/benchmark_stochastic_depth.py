@@ -53,7 +53,8 @@ COLUMNS = (
     "backend", "model", "drop_path", "batch_size", "rounds", "steps", "constant_s_per_step",
     "sd_s_per_step", "ratio", "round_ratio_min", "round_ratio_max", "kept_s_per_step",
     "ratio_sd_to_kept", "ratio_kept_to_constant", "constant_s_per_epoch",
-    "sd_s_per_epoch", "expected_block_fraction", "cpu", "cores", "load_before", "load_after",
+    "sd_s_per_epoch", "expected_block_fraction", "computed_block_fraction", "cpu", "cores",
+    "load_before", "load_after",
     "versions", "written",
 )  # fmt: skip
 
@@ -133,13 +134,65 @@ def _compiled(name: str, drop_path: float, seed: int):
     return model
 
 
-def _steps(model, x, y, n: int) -> float:
-    """Seconds for ``n`` training steps, each loss fetched to the host."""
-    start = time.perf_counter()
+def _steps(model, x, y, n: int, blocks: BlockCounter | None = None) -> float:
+    """Seconds for ``n`` training steps, each loss fetched to the host.
+
+    With ``blocks``, each step is timed alone and ``blocks`` counts, between steps (untimed),
+    the residual blocks that step computed.
+    """
+    seconds = 0.0
     for _ in range(n):
+        if blocks is not None:
+            blocks.before()
+        start = time.perf_counter()
         loss = model.train_on_batch(x, y)
         float(loss)
-    return time.perf_counter() - start
+        seconds += time.perf_counter() - start
+        if blocks is not None:
+            blocks.after()
+    return seconds
+
+
+class BlockCounter:
+    """Counts the residual blocks a stochastic-depth net computes, step by step.
+
+    A block that is dropped does not run its branch, so its branch's batch-norm moving
+    statistics keep their value; a block that runs updates them. ``before`` and ``after``
+    (called around one training step) compare the first moving statistic of every block.
+    """
+
+    def __init__(self, model):
+        from keras_cnns.layers import StochasticDepth
+
+        self.variables = [
+            layer.branch.non_trainable_variables[0]
+            for layer in model.layers
+            if isinstance(layer, StochasticDepth) and layer.branch is not None
+        ]
+        if not self.variables:
+            raise ValueError(f"{model.name} has no stochastic-depth block with a branch")
+        self.computed = 0
+        self.offered = 0
+        self._saved: list = []
+
+    def before(self) -> None:
+        import keras
+
+        self._saved = [keras.ops.convert_to_numpy(v.value).copy() for v in self.variables]
+
+    def after(self) -> None:
+        import keras
+        import numpy as np
+
+        for variable, saved in zip(self.variables, self._saved, strict=True):
+            self.computed += int(
+                not np.array_equal(keras.ops.convert_to_numpy(variable.value), saved)
+            )
+        self.offered += len(self.variables)
+
+    @property
+    def fraction(self) -> float:
+        return self.computed / self.offered
 
 
 def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
@@ -158,9 +211,11 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
         _steps(model, x, y, args.warmup)
     seconds = {variant: [] for variant in nets}
     variants = list(nets)
+    blocks = BlockCounter(nets["sd"])
     for r in range(args.rounds):
         for variant in variants[r % 3 :] + variants[: r % 3]:
-            seconds[variant].append(_steps(nets[variant], x, y, args.steps))
+            counter = blocks if variant == "sd" else None
+            seconds[variant].append(_steps(nets[variant], x, y, args.steps, counter))
         print(
             f"{backend} {name} round {r + 1}/{args.rounds}: constant "
             f"{seconds['constant'][-1] / args.steps:.3f} s/step, stochastic depth "
@@ -196,6 +251,7 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
         "expected_block_fraction": round(
             sum(survival_probabilities(blocks, args.drop_path)) / blocks, 3
         ),
+        "computed_block_fraction": round(blocks.fraction, 3),
         "cpu": cpu,
         "cores": cores,
         "load_before": load_before,
@@ -258,14 +314,17 @@ def _markdown(rows: list[dict]) -> str:
         "conditionals cost (or save) by themselves. Rows without them (`-`) were measured before",
         "the script timed the third net.",
         "`expected blocks` is the mean survival probability, the fraction of residual blocks",
-        "computed on average (the stem, the head and the optimizer update always run).",
+        "computed on average (the stem, the head and the optimizer update always run);",
+        "`computed blocks` the fraction the timed stochastic-depth steps did compute (counted",
+        "between steps from the blocks' batch-norm moving statistics, which a dropped block",
+        "leaves alone; `-`: measured before the script counted).",
         "",
         "| backend | model | drop_path | batch | rounds x steps | constant s/step | SD s/step "
         "| ratio SD / constant | round ratios | none dropped s/step | SD / none dropped "
         "| none dropped / constant | constant s/epoch (extrapolated) "
-        "| SD s/epoch (extrapolated) | expected blocks | CPU (cores) | load 1 5 15 min: before, after "
+        "| SD s/epoch (extrapolated) | expected blocks | computed blocks | CPU (cores) | load 1 5 15 min: before, after "
         "| versions | written |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -276,7 +335,8 @@ def _markdown(rows: list[dict]) -> str:
             f"| {_cell(r, 'kept_s_per_step', '.3f')} | {_cell(r, 'ratio_sd_to_kept', '.3f')} "
             f"| {_cell(r, 'ratio_kept_to_constant', '.3f')} "
             f"| {float(r['constant_s_per_epoch']):.0f} | {float(r['sd_s_per_epoch']):.0f} "
-            f"| {r['expected_block_fraction']} | {r['cpu']} ({r['cores']}) "
+            f"| {r['expected_block_fraction']} | {_cell(r, 'computed_block_fraction', '.3f')} "
+            f"| {r['cpu']} ({r['cores']}) "
             f"| {r['load_before']}; {r['load_after']} | {r['versions']} | {r['written']} |"
         )
     lines += [

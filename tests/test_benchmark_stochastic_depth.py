@@ -26,7 +26,12 @@ def _row(**extra) -> dict:
 
 
 def test_page_shows_the_none_dropped_net_and_dashes_for_older_rows(tmp_path):
-    new = _row(kept_s_per_step=3.1, ratio_sd_to_kept=0.774, ratio_kept_to_constant=1.033)
+    new = _row(
+        kept_s_per_step=3.1,
+        ratio_sd_to_kept=0.774,
+        ratio_kept_to_constant=1.033,
+        computed_block_fraction=0.759,
+    )
     old = _row(model="resnet56_cifar")
     path = tmp_path / "stochastic_depth.csv"
     path.write_text(bench._csv([new, old]))
@@ -38,4 +43,33 @@ def test_page_shows_the_none_dropped_net_and_dashes_for_older_rows(tmp_path):
     table = [line for line in lines if line.startswith("| tensorflow")]
     assert "| **0.800** | 0.77 - 0.86 | 3.100 | 0.774 | 1.033 |" in table[0]
     assert "| **0.800** | 0.77 - 0.86 | - | - | - |" in table[1]
+    assert "| expected blocks | computed blocks |" in header
+    assert "| 0.745 | 0.759 |" in table[0]
+    assert "| 0.745 | - |" in table[1]
     assert len(header.split("|")) == len(table[0].split("|")) == len(table[1].split("|"))
+
+
+def test_block_counter_counts_the_blocks_a_step_computed():
+    import keras
+    import numpy as np
+
+    from keras_cnns.layers import StochasticDepth
+
+    def branch(name):
+        inputs = keras.Input((4,))
+        y = keras.layers.Dense(4, name=f"{name}_dense")(inputs)
+        return keras.Model(inputs, keras.layers.BatchNormalization(name=f"{name}_bn")(y))
+
+    inputs = keras.Input((4,))
+    x = inputs
+    # One block always kept, one (survival 1e-9) always dropped, one kept with the layer
+    # not skipping (survival 1: no conditional at all).
+    for name, survival in (("kept", 0.999999), ("dropped", 1e-9), ("plain", 1.0)):
+        x = StochasticDepth(survival, seed=0, branch=branch(name), name=name)([x, x])
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    model.compile(optimizer="sgd", loss="mse")
+    counter = bench.BlockCounter(model)
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 2), "float32")
+    assert bench._steps(model, x, y, 2, counter) > 0
+    assert (counter.computed, counter.offered) == (4, 6)
+    assert counter.fraction == 4 / 6
