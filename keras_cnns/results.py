@@ -66,8 +66,8 @@ FULL = 0.9
 RUN_COLUMNS = (
     "preset", "overrides", "tuned", "phase", "variant", "dataset", "seed", "status", "metric", "value",
     "test_error", "final_train_error", "epochs_to_target", "seconds_to_target", "epoch_time",
-    "epochs_run", "epochs", "selected_epoch", "wall_time", "sweep_param", "sweep_value",
-    "n_train", "n_val", "n_test", "source", "device", "host", "backend", "keras", "precision",
+    "median_epoch_time", "epochs_run", "epochs", "selected_epoch", "wall_time", "sweep_param",
+    "sweep_value", "n_train", "n_val", "n_test", "source", "device", "host", "backend", "keras", "precision",
     "params", "run_id", "finished", "reused",
 )  # fmt: skip
 
@@ -106,8 +106,8 @@ def epochs_to_error(history: Sequence[Mapping[str, Any]], target: float) -> int 
 
 
 def seconds_to_error(history: Sequence[Mapping[str, Any]], target: float) -> float | None:
-    """Training seconds to ``target`` % training error: ``epochs_to_error`` times the median
-    seconds per epoch (``epoch_time``), or ``None``.
+    """Training seconds to ``target`` % training error: ``epochs_to_error`` times the fastest
+    epoch's seconds (``epoch_time``), or ``None``.
 
     Not the sum of the epochs' times: on a shared machine one epoch can take many times the
     others (a run paused while other work had the cores, then resumed), and the sum would
@@ -119,17 +119,29 @@ def seconds_to_error(history: Sequence[Mapping[str, Any]], target: float) -> flo
     return float(reached * epoch_time(history))
 
 
-def epoch_time(history: Sequence[Mapping[str, Any]]) -> float:
-    """Median seconds per epoch; the first epoch (tracing and compiling) is left out when
-    there are others, so the figure compares the nets, not the compilers."""
+def _epoch_times(history: Sequence[Mapping[str, Any]]) -> list[float]:
+    """Each epoch's seconds; the first epoch (tracing and compiling) left out when there are
+    others, so the figures compare the nets, not the compilers."""
     times = [h["time"] for h in history if h.get("time") is not None]
-    if len(times) > 1:
-        times = times[1:]
-    if not times:
-        return math.nan
-    times = sorted(times)
-    mid = len(times) // 2
-    return float(times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2)
+    return times[1:] if len(times) > 1 else times
+
+
+def epoch_time(history: Sequence[Mapping[str, Any]]) -> float:
+    """Seconds of the fastest epoch, the first left out: the net's speed on this machine.
+
+    Other jobs on a shared machine only ever slow an epoch down (and so does the first epoch
+    after a resume, which compiles again), so the fastest epoch is the one they disturbed
+    least; a median would compare two runs' loads when one shared the cores for most of its
+    epochs and the other did not.
+    """
+    times = _epoch_times(history)
+    return float(min(times)) if times else math.nan
+
+
+def median_epoch_time(history: Sequence[Mapping[str, Any]]) -> float:
+    """Median seconds per epoch, the first left out: the pace a run kept, other jobs and all."""
+    times = _epoch_times(history)
+    return float(statistics.median(times)) if times else math.nan
 
 
 def metric_value(experiment: Experiment, record: Mapping[str, Any]) -> float:
@@ -238,6 +250,7 @@ def _row(experiment: Experiment, r: Mapping[str, Any]) -> dict:
         "epochs_to_target": reached,
         "seconds_to_target": seconds,
         "epoch_time": epoch_time(history),
+        "median_epoch_time": median_epoch_time(history),
         "epochs_run": len(history),
         "epochs": config.get("epochs"),
         "selected_epoch": r.get("selected_epoch"),
@@ -429,8 +442,8 @@ def _quantity_words(experiment: Experiment, quantity: str) -> str:
     return {
         "metric": experiment.metric_label(),
         "final_train_error": "final training error %",
-        "seconds_to_target": f"seconds to {experiment.target_train_error:g}% training error (epochs x median epoch time)",
-        "epoch_time": "seconds per epoch",
+        "seconds_to_target": f"seconds to {experiment.target_train_error:g}% training error (epochs x fastest epoch time)",
+        "epoch_time": "seconds per epoch (fastest epoch)",
     }[quantity]
 
 
@@ -1091,27 +1104,31 @@ def _summary_table(experiment: Experiment, rows, group: Group) -> tuple[list[str
 
 
 def _time_lines(experiment: Experiment, runs, everything) -> list[str]:
-    """The measured training time: each variant's median seconds per epoch, and the training
-    time of the whole group at those rates (pauses and other jobs left out)."""
-    per_variant: dict[str, list[float]] = {}
+    """The measured training time: each variant's fastest and median epoch, and the training
+    time of the whole group at the median pace (pauses left out, other jobs counted)."""
+    fastest: dict[str, list[float]] = {}
+    median: dict[str, list[float]] = {}
     for r in runs:
         if not math.isnan(r["epoch_time"]):
-            per_variant.setdefault(r["variant"], []).append(r["epoch_time"])
-    if not per_variant:
+            fastest.setdefault(r["variant"], []).append(r["epoch_time"])
+            median.setdefault(r["variant"], []).append(r["median_epoch_time"])
+    if not fastest:
         return []
     rates = ", ".join(
-        f"{v} {_seconds(statistics.median(per_variant[v]))}"
-        for v in sorted(per_variant, key=lambda v: _order(experiment.variants, v))
+        f"{v} {_seconds(statistics.median(fastest[v]))} ({_seconds(statistics.median(median[v]))})"
+        for v in sorted(fastest, key=lambda v: _order(experiment.variants, v))
     )
     busy = sum(
-        (r["epochs_run"] or 0) * r["epoch_time"]
+        (r["epochs_run"] or 0) * r["median_epoch_time"]
         for r in everything
         if not r["reused"] and not math.isnan(r["epoch_time"])
     )
     return [
-        f"- Measured seconds per epoch (median; the first epoch, which compiles, left out): {rates}; "
-        f"{_duration(busy)} of training in all at those rates (each run's epochs x its median "
-        "epoch; the wall time above also counts pauses and other jobs on the machine)"
+        "- Measured seconds per epoch, the first epoch (which compiles) left out: the fastest "
+        f"epoch (the median in brackets): {rates}. The fastest epoch is the one other jobs on "
+        "the machine disturbed least, and the one the comparisons use. "
+        f"{_duration(busy)} of training in all at the median pace (each run's epochs x its "
+        "median epoch; the wall time above also counts pauses)"
     ]
 
 
