@@ -211,11 +211,11 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
         _steps(model, x, y, args.warmup)
     seconds = {variant: [] for variant in nets}
     variants = list(nets)
-    blocks = BlockCounter(nets["sd"])
+    counter = BlockCounter(nets["sd"])
     for r in range(args.rounds):
         for variant in variants[r % 3 :] + variants[: r % 3]:
-            counter = blocks if variant == "sd" else None
-            seconds[variant].append(_steps(nets[variant], x, y, args.steps, counter))
+            counting = counter if variant == "sd" else None
+            seconds[variant].append(_steps(nets[variant], x, y, args.steps, counting))
         print(
             f"{backend} {name} round {r + 1}/{args.rounds}: constant "
             f"{seconds['constant'][-1] / args.steps:.3f} s/step, stochastic depth "
@@ -251,7 +251,7 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
         "expected_block_fraction": round(
             sum(survival_probabilities(blocks, args.drop_path)) / blocks, 3
         ),
-        "computed_block_fraction": round(blocks.fraction, 3),
+        "computed_block_fraction": round(counter.fraction, 3),
         "cpu": cpu,
         "cores": cores,
         "load_before": load_before,

@@ -73,3 +73,17 @@ def test_block_counter_counts_the_blocks_a_step_computed():
     assert bench._steps(model, x, y, 2, counter) > 0
     assert (counter.computed, counter.offered) == (4, 6)
     assert counter.fraction == 4 / 6
+
+
+def test_the_script_writes_a_row_with_all_three_nets(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--models", "resnet20_cifar", "--rounds", "1", "--steps", "1", "--warmup", "0"]
+    assert bench.main([*argv, "--batch-size", "8", "--out", str(out)]) == 0
+    (row,) = bench._read_rows(out / "stochastic_depth.csv")
+    assert row["model"] == "resnet20_cifar" and row["rounds"] == "1" and row["steps"] == "1"
+    for key in ("constant_s_per_step", "sd_s_per_step", "kept_s_per_step"):
+        assert float(row[key]) > 0, key
+    # ResNet-20's 9 blocks, survival 1 - 0.5 * b / 9: one step computes between 1 and 9.
+    assert 1 / 9 <= float(row["computed_block_fraction"]) <= 1.0
+    assert float(row["expected_block_fraction"]) == round(sum(1 - 0.5 * b / 9 for b in range(1, 10)) / 9, 3)
+    assert "| resnet20_cifar |" in (out / "stochastic_depth.md").read_text()
