@@ -522,9 +522,9 @@ class StochasticDepth(keras.layers.Layer):
     branch's plain 2-D convolutions compute their gradients with convolutions XLA runs fast
     (``_CanonicalGradientConvolutions``): the same values, bitwise. Measured
     (``scripts/benchmark_stochastic_depth.py``, two CPU cores, ResNet-110 with ``p_L = 0.5``,
-    the time of a training step against constant depth): on TensorFlow 0.81 (0.79 against the
-    same net with no block ever dropped, so the conditionals themselves cost 2%; 0.66 on an
-    earlier, busier host); on JAX's CPU backend 0.24: skipping saves 19% (0.81 against the net
+    the time of a training step against constant depth): on TensorFlow 0.76 with other jobs
+    paused, the steps timed computing 73% of the blocks (0.81 and 0.66 in earlier runs
+    beside other jobs); on JAX's CPU backend 0.24: skipping saves 19% (0.81 against the net
     with no block dropped), and XLA runs the deep constant-depth net, one computation, about
     three times slower than the same blocks inside conditionals.
 
