@@ -25,11 +25,11 @@ Outputs ``OUT/stochastic_depth.csv`` and ``OUT/stochastic_depth.md`` (default ``
 backends already in the CSV are kept, so runs on several backends make one table. The backend
 is ``KERAS_BACKEND``. Never edit the outputs by hand: rerun the script.
 
-Commands (each about 10 minutes on two shared CPU cores; the JAX constant-depth ResNet-110
-takes about 18 s a step there)::
+Commands (the committed rows): TensorFlow with the defaults, 4 rounds of 4 steps (about 8
+minutes on two CPU cores with nothing else running); JAX with fewer steps (about 10 minutes on
+two shared cores: its constant-depth ResNet-110 takes about 18 s a step there)::
 
-    KERAS_BACKEND=tensorflow python scripts/benchmark_stochastic_depth.py --rounds 3 --steps 2 \\
-        --warmup 1
+    KERAS_BACKEND=tensorflow python scripts/benchmark_stochastic_depth.py
     KERAS_BACKEND=jax python scripts/benchmark_stochastic_depth.py --rounds 3 --steps 2 --warmup 1
 """
 
