@@ -18,6 +18,9 @@ seconds per epoch of both variants, their ratio beside the paper's ~0.75.
 Runtimes:
     paper: not yet measured on a GPU.
     quick: not yet measured on a GPU (planned: about 10 minutes on one GPU).
+    cpu: about 1.4 hours a seed alone (the fastest epoch, validation included: constant depth
+        34 s, stochastic depth 28 s; 80 epochs each) on 2 AMD EPYC cores, TensorFlow 2.21 CPU,
+        Keras 3.15.1, measured 2026-12-06 (2.5 hours of wall time beside other jobs).
     smoke: 54 s wall (41 s CPU time) for the whole command on 2 shared x86_64 CPU cores,
         TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running, measured 2026-11-23 (in the
         test suite: 51 s).
@@ -26,6 +29,7 @@ Command::
 
     keras-cnns reproduce stochastic-depth --preset smoke
     keras-cnns reproduce stochastic-depth --preset quick --seeds 2
+    keras-cnns reproduce stochastic-depth --preset cpu
 """
 
 from __future__ import annotations
@@ -97,11 +101,15 @@ CPU = Preset(
     },
     datasets=("cifar10",),
     purpose=(
-        "Two CPU cores, about 2 hours per seed: ResNet-56 with and without stochastic depth "
+        "Two CPU cores, about 1.5 hours per seed: ResNet-56 with and without stochastic depth "
         "(p_L = 0.5), 80 epochs on a 5,000-image subset without augmentation, where the net "
         "without stochastic depth should fit its training images, so regularisation matters."
     ),
-    runtime="not yet measured (expected about 45 s an epoch for constant depth, validation included, on 2 x86_64 CPU cores, TensorFlow).",
+    runtime=(
+        "About 1.4 hours a seed alone (the fastest epoch, validation included: constant depth "
+        "34 s, stochastic depth 28 s) on 2 AMD EPYC cores with AVX-512, TensorFlow 2.21 CPU, "
+        "Keras 3.15.1 (measured 2026-12-06; 2.5 hours of wall time beside other jobs)."
+    ),
     deviations=(
         "CPU: ResNet-56 instead of ResNet-110, 5,000 of the 45,000 training images, 80 epochs, "
         "lr / 10 at epochs 40 and 60; CIFAR-10 only.",
@@ -110,6 +118,10 @@ CPU = Preset(
         "epochs (not recorded) left constant depth far from fitting them, a regime where no "
         "regulariser can help: 33% training error at epoch 27 with augmentation, 29% at epoch "
         "24 without.",
+        "CPU: an epoch's seconds include its validation pass (5,000 images, forward only, every "
+        "block running as at inference), the same for both nets, so the ratio of epochs is "
+        "nearer 1 than that of the training steps alone (ResNet-56: 0.75 in "
+        "results/benchmarks/stochastic_depth.md).",
     ),
     cannot_show=(
         "the paper's ResNet-110 errors after 500 epochs on all images with augmentation, nor "
@@ -152,6 +164,9 @@ EXPERIMENT = Experiment(
     deviations=(
         "CIFAR-100 constant depth: Table 1 says 27.76, the text 27.22; the table's value is shown.",
         "Training time is compared per epoch (the fastest epoch, the first left out), on our hardware.",
+        "Training error is Keras's running accuracy over each epoch's batches, so stochastic "
+        "depth's is that of the net with its blocks dropped as it trains (test and validation "
+        "errors use every block, scaled by its survival probability).",
     ),
     orderings=(Ordering("stochastic_depth", "constant_depth"),),
     ratios=(Ratio("stochastic_depth", "constant_depth", "epoch_time", "Seconds per epoch, stochastic / constant depth", paper=0.75),),
