@@ -25,7 +25,10 @@ def conv_bn_act(
     bn_epsilon: float = 1e-3,
     bn_momentum: float = 0.99,
 ):
-    """Conv2D, then BatchNormalization, then activation (each optional but the conv)."""
+    """Conv2D, then batch norm (``keras_cnns.layers.BatchNorm``), then activation (each
+    optional but the conv)."""
+    from keras_cnns.layers import BatchNorm
+
     x = layers.Conv2D(
         filters,
         kernel_size,
@@ -36,7 +39,7 @@ def conv_bn_act(
         name=f"{name}_conv",
     )(x)
     if batch_norm:
-        x = layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name=f"{name}_bn")(x)
+        x = BatchNorm(epsilon=bn_epsilon, momentum=bn_momentum, name=f"{name}_bn")(x)
     if activation is not None:
         x = layers.Activation(activation, name=f"{name}_{activation_name(activation)}")(x)
     return x

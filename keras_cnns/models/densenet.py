@@ -78,8 +78,9 @@ def bn_act_conv(
     from keras import layers
 
     from keras_cnns.blocks import activation_name
+    from keras_cnns.layers import BatchNorm
 
-    x = layers.BatchNormalization(
+    x = BatchNorm(
         epsilon=style.bn_epsilon, momentum=style.bn_momentum, name=f"{name}_bn"
     )(x)
     x = layers.Activation(activation, name=f"{name}_{activation_name(activation)}")(x)
@@ -153,6 +154,7 @@ def build_densenet(
     from keras import layers
 
     from keras_cnns.blocks import activation_name, classifier_head, conv_bn_act, model_input
+    from keras_cnns.layers import BatchNorm
 
     style = IMAGENET_STYLE if spec.stem == "imagenet" else CIFAR_STYLE
     inputs = model_input(input_shape)
@@ -203,7 +205,7 @@ def build_densenet(
             )
             x = layers.AveragePooling2D(2, strides=2, name=f"transition{i}_pool")(x)
 
-    x = layers.BatchNormalization(
+    x = BatchNorm(
         epsilon=style.bn_epsilon, momentum=style.bn_momentum, name="final_bn"
     )(x)
     x = layers.Activation(activation, name=f"final_{activation_name(activation)}")(x)

@@ -112,6 +112,7 @@ def build_vgg(
     from keras import layers
 
     from keras_cnns.blocks import activation_name, classifier_head, model_input
+    from keras_cnns.layers import BatchNorm
 
     _check_options(spec, input_shape, activation, dropout, name)
     act = activation_name(activation)
@@ -125,7 +126,7 @@ def build_vgg(
                 stage.filters, 3, padding="same", use_bias=not batch_norm, name=conv
             )(x)
             if batch_norm:
-                x = layers.BatchNormalization(name=f"{conv}_bn")(x)
+                x = BatchNorm(name=f"{conv}_bn")(x)
             x = layers.Activation(activation, name=f"{conv}_{act}")(x)
         x = layers.MaxPooling2D(2, strides=2, name=f"block{s}_pool")(x)
     x = layers.Flatten(name="flatten")(x)  # 7x7x512 = 25088 features at 224x224
