@@ -68,28 +68,36 @@ def deterministic_kernels(enabled: bool) -> Iterator[None]:
             restore()
 
 # (backend, precision or None for any) that trains several times slower on a CPU than
-# TensorFlow in float32, with the factor measured by `keras-cnns benchmark`
-# (results/benchmarks/README.md: ResNet-20, batch 128, no augmentation, 2 AMD EPYC (Zen 3)
-# cores, AVX2 without AVX-512).
+# TensorFlow in float32: (the factor measured by `keras-cnns benchmark`, the line, the CPU
+# flags any of which make it not apply). results/benchmarks/README.md: ResNet-20, batch 128,
+# no augmentation, 2 AMD EPYC cores with AVX-512 and AVX512_BF16 (measured 2026-12-06).
 CPU_SLOWDOWNS = {
     ("jax", None): (
-        # ResNet-20: 113 img/s against TensorFlow's 312. Deeper nets fare worse (XLA's CPU
-        # backend runs one large computation slowly): ResNet-110 18.2 s a step against
-        # TensorFlow's 3.07 (results/benchmarks/stochastic_depth.md, constant depth).
+        # ResNet-20: 205 img/s against TensorFlow's 575 (2026-12-06; 113 against 312 on a
+        # Zen 3 CPU, 2026-12-03). Deeper nets fare worse (XLA's CPU backend runs one large
+        # computation slowly): ResNet-110 18.2 s a step against TensorFlow's 3.07
+        # (results/benchmarks/stochastic_depth.md, constant depth).
         2.8,
         "the JAX backend on a CPU trains about {factor:.1f}x slower than TensorFlow "
         "(measured, ResNet-20; ResNet-110 about 6x); for CPU runs set KERAS_BACKEND=tensorflow "
         "(JAX is the GPU backend)",
+        frozenset(),
     ),
     ("tensorflow", "mixed_bfloat16"): (
-        11,  # 28 img/s against float32's 312
-        "mixed_bfloat16 on TensorFlow on a CPU trains about {factor:.0f}x slower than float32 "
-        "(measured, ResNet-20, a CPU without AVX512_BF16); use float32 on a CPU",
+        # 28 img/s against float32's 312 on 2 AMD EPYC (Zen 3) cores with AVX2 and no bf16
+        # instructions (2026-12-03; the benchmark page of that day, in git history). With
+        # AVX512_BF16 it is faster than float32: 676 against 575 img/s (2026-12-06).
+        11,
+        "mixed_bfloat16 on TensorFlow on a CPU without bf16 instructions (AVX512_BF16, AMX) "
+        "trains about {factor:.0f}x slower than float32 (measured, ResNet-20); use float32 on "
+        "this CPU",
+        frozenset({"avx512_bf16", "amx_bf16", "bf16"}),  # x86-64 AVX512_BF16 / AMX; AArch64 BF16
     ),
     ("tensorflow", "mixed_float16"): (
-        4.1,  # 76 img/s against float32's 312
+        5.9,  # 98 img/s against float32's 575 (the same command's; the page's 624 is a later one's)
         "mixed_float16 on TensorFlow on a CPU trains about {factor:.0f}x slower than float32 "
         "(measured, ResNet-20): CPUs have no fast float16 convolutions; use float32 on a CPU",
+        frozenset(),
     ),
 }
 _announced: set[str] = set()
@@ -101,8 +109,27 @@ def cpu_slowdowns(precision: str) -> list[str]:
     if _device_name() != "cpu":
         return []
     backend = keras.backend.backend()
-    keys = [k for k in ((backend, None), (backend, precision)) if k in CPU_SLOWDOWNS]
-    return [CPU_SLOWDOWNS[k][1].format(factor=CPU_SLOWDOWNS[k][0]) for k in keys]
+    lines = []
+    for key in ((backend, None), (backend, precision)):
+        if key in CPU_SLOWDOWNS:
+            factor, line, unless = CPU_SLOWDOWNS[key]
+            if not unless & cpu_flags():
+                lines.append(line.format(factor=factor))
+    return lines
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as Linux lists them in ``/proc/cpuinfo`` (``flags`` on x86-64,
+    ``Features`` on AArch64); empty where they cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
 
 
 def announce_cpu_slowdowns(precision: str) -> None:
