@@ -39,7 +39,10 @@ class BatchNorm(keras.layers.BatchNormalization):
     exact gradient, and the same moving-statistics update as Keras (the biased batch variance:
     the kernel returns it with Bessel's correction, undone here). Only the rounding differs
     (``tests/test_layers.py`` pins it). Every other case, every other backend and inference
-    run Keras' own code.
+    run Keras' own code, and so does a step XLA compiles (Keras compiles with XLA on
+    TensorFlow only with a GPU): XLA fuses Keras' operations itself, and it expands the fused
+    kernel with a one-pass variance that loses the digits of a channel whose mean is far
+    larger than its spread.
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -56,7 +59,21 @@ class BatchNorm(keras.layers.BatchNormalization):
             and len(inputs.shape) == 4
             and self.axis % 4 == 3
             and keras.backend.result_type(inputs.dtype, "float32") == "float32"
+            and not _inside_xla()
         )
+
+
+def _inside_xla() -> bool:
+    """Whether TensorFlow is tracing for XLA (``jit_compile``) here; ``True`` where that
+    cannot be told (then Keras' own code runs: never wrong, only slower)."""
+    try:
+        import tensorflow as tf
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:
+        return True
+    if tf.executing_eagerly():
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
 def _fused_batch_norm_training(layer: BatchNorm, inputs):
