@@ -531,10 +531,16 @@ def _curve_ordering(done, o, dataset: str, name_dataset: bool) -> tuple[bool | N
         return True, (
             f"{what} ({span}): the paper's ordering holds (gap {min(gaps):.1f} to {max(gaps):.1f} points)"
         )
+    if len(above) == len(epochs):
+        gaps = [lo[e - 1] - hi[e - 1] for e in epochs]
+        return False, (
+            f"{what} ({span}): the paper's ordering does not hold at any of them ({o.lower} "
+            f"above by {min(gaps):.1f} to {max(gaps):.1f} points)"
+        )
     listed = ", ".join(str(e) for e in above[:8]) + (" ..." if len(above) > 8 else "")
     return False, (
-        f"{what} ({span}): the paper's ordering does not hold at epoch(s) {listed} "
-        f"(of {len(epochs)})"
+        f"{what} ({span}): the paper's ordering does not hold at {len(above)} of "
+        f"{len(epochs)} epochs: {listed}"
     )
 
 
