@@ -69,11 +69,12 @@ def _inside_xla() -> bool:
     try:
         import tensorflow as tf
         from tensorflow.python.ops import control_flow_util
-    except ImportError:
+
+        if tf.executing_eagerly():
+            return False
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except (ImportError, AttributeError):  # a TensorFlow whose private helper moved
         return True
-    if tf.executing_eagerly():
-        return False
-    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
 def _fused_batch_norm_training(layer: BatchNorm, inputs):

@@ -184,3 +184,17 @@ def test_tensorflow_under_xla_runs_keras_own_code():
         np.testing.assert_array_equal(g.numpy(), g_ref.numpy())
     graph = ours_xla.get_concrete_function(tf.constant(x)).graph
     assert "FusedBatchNormV3" not in {op.type for op in graph.get_operations()}
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fused kernel is TensorFlow's")
+def test_tensorflow_without_its_xla_helper_runs_keras_own_code(monkeypatch):
+    # Whether a graph is traced for XLA is told by a private TensorFlow helper; a TensorFlow
+    # that moved it gets Keras' own code (never wrong, only slower), not an error.
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    monkeypatch.delattr(control_flow_util, "GraphOrParentsInXlaContext")
+    x = _inputs()
+    _, ours = _pair(x.shape)
+    graph = tf.function(lambda t: ours(t, training=True)).get_concrete_function(tf.constant(x)).graph
+    assert "FusedBatchNormV3" not in {op.type for op in graph.get_operations()}
