@@ -26,9 +26,24 @@ def conv_bn_act(
     bn_momentum: float = 0.99,
 ):
     """Conv2D, then batch norm (``keras_cnns.layers.BatchNorm``), then activation (each
-    optional but the conv)."""
+    optional but the conv).
+
+    ``padding="symmetric"`` gives 'same''s output size with the padding split evenly, as Caffe,
+    Torch and PyTorch pad (``{name}_pad``, then a 'valid' convolution). It matters for a
+    strided convolution: TensorFlow's 'same' pads a stride-2 3x3 convolution on an even map
+    only at the bottom and right, so its output pixel i is centred on input pixel 2i + 1, one
+    pixel off the 2i that a subsampling shortcut (``x[:, ::2, ::2]``) or a 1x1 stride-2
+    projection takes.
+    """
     from keras_cnns.layers import BatchNorm
 
+    if padding == "symmetric":
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        if kh % 2 == 0 or kw % 2 == 0:
+            raise ValueError(f"symmetric padding needs an odd kernel, got {kernel_size}")
+        if kh > 1 or kw > 1:
+            x = layers.ZeroPadding2D((kh // 2, kw // 2), name=f"{name}_pad")(x)
+        padding = "valid"
     x = layers.Conv2D(
         filters,
         kernel_size,

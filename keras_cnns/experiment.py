@@ -37,6 +37,9 @@ OPTIMIZERS = ("sgd", "adam")
 # keras_cnns.losses builds them: softmax cross-entropy, or LeNet-5's MAP criterion (Eq. 9).
 LOSSES = ("cross_entropy", "rbf_map")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
+# What weight decay acts on: the conv and dense kernels, or every trainable variable (biases and
+# batch norm's gamma and beta too, as Torch's and PyTorch's SGD decay them).
+WEIGHT_DECAY_SCOPES = ("kernels", "all")
 SCHEDULES = ("constant", "step", "plateau", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 LR_SCALINGS = ("none", "linear")
@@ -75,8 +78,10 @@ class TrainConfig:
         weight_decay: strength of the weight decay; 0 for none.
         weight_decay_mode: ``"l2"`` (penalty in the loss, Keras convention: the papers' "weight
             decay 1e-4" is 5e-5 here) or ``"decoupled"`` (the optimizer's ``weight_decay``).
-            Both act on kernels only (variables of rank >= 2), never on biases or batch-norm
-            scales.
+            Both act on the variables ``weight_decay_scope`` names.
+        weight_decay_scope: ``"kernels"`` (variables of rank >= 2: conv and dense kernels) or
+            ``"all"`` (every trainable variable: biases and batch norm's gamma and beta too,
+            as the Torch and PyTorch ResNet implementations decay them).
         schedule: ``"constant"``, ``"step"`` (multiply by ``lr_factor`` at each of
             ``lr_boundaries``), ``"plateau"`` (multiply by ``lr_factor`` after
             ``plateau_patience`` epochs without a lower validation loss), ``"cosine"`` (to 0 at
@@ -139,6 +144,7 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 0.0
     weight_decay_mode: str = "l2"
+    weight_decay_scope: str = "kernels"
     schedule: str = "constant"
     lr_boundaries: tuple[int, ...] = ()
     lr_factor: float = 0.1
@@ -182,6 +188,7 @@ class TrainConfig:
         _check_choice("dataset", self.dataset, datasets)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("weight_decay_mode", self.weight_decay_mode, WEIGHT_DECAY_MODES)
+        _check_choice("weight_decay_scope", self.weight_decay_scope, WEIGHT_DECAY_SCOPES)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("preprocess", self.preprocess, preprocessings)
         _check_choice("precision", self.precision, PRECISIONS)
@@ -382,7 +389,9 @@ class TrainConfig:
         The digits hash the fields that differ from their defaults (and the model), so the same
         config always gives the same id, any change gives another, and adding a new field with
         a default later keeps the ids of existing runs. ``PLACEMENT_FIELDS`` are left out: the
-        same run on other devices is the same run.
+        same run on other devices is the same run. A model past its first revision
+        (``registry.ModelEntry.revision``) adds its revision: a run of the revised net is
+        another run, never resumed from, or skipped for, one of the earlier net.
         """
         defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name != "model"}
         current = self.to_dict()
@@ -391,6 +400,9 @@ class TrainConfig:
             for k, v in current.items()
             if k == "model" or (k not in PLACEMENT_FIELDS and _to_json(_default_value(k, defaults[k])) != v)
         }
+        revision = _model_revision(self.model)
+        if revision > 1:
+            changed["model_revision"] = revision
         digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.model}-{self.dataset}-{digest}"
 
@@ -407,6 +419,16 @@ def _field_types() -> dict[str, Any]:
     if _HINTS is None:
         _HINTS = typing.get_type_hints(TrainConfig)
     return _HINTS
+
+
+def _model_revision(model: str) -> int:
+    """The registry's revision of ``model``; 1 for a name it lacks (the engine rejects those)."""
+    from keras_cnns import registry
+
+    try:
+        return registry.model_revision(model)
+    except UserError:
+        return 1
 
 
 def _default_value(name: str, default: Any) -> Any:

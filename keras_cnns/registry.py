@@ -33,6 +33,11 @@ class ModelEntry:
         description: one line for ``keras-cnns models``.
         small_input_shape: the smallest input the variant builds on, for quick tests
             (defaults to ``input_shape``).
+        revision: the variant's model revision, raised whenever a change to the family alters
+            what the net computes (not its name or parameter count): a run's identity and its
+            record carry it, so results of an earlier revision are never taken for, or averaged
+            with, runs of this one.
+        revision_note: what the current revision changed (empty at revision 1).
     """
 
     name: str
@@ -45,6 +50,8 @@ class ModelEntry:
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     small_input_shape: tuple[int, ...] | None = None
+    revision: int = 1
+    revision_note: str = ""
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -62,6 +69,8 @@ def register(
     num_classes: int,
     description: str = "",
     small_input_shape: tuple[int, ...] | None = None,
+    revision: int = 1,
+    revision_note: str = "",
     **defaults: Any,
 ) -> None:
     """Register a model variant under ``name``. Names are unique."""
@@ -78,6 +87,8 @@ def register(
         defaults=dict(defaults),
         description=description,
         small_input_shape=tuple(small_input_shape) if small_input_shape else None,
+        revision=int(revision),
+        revision_note=revision_note,
     )
 
 
@@ -105,6 +116,11 @@ def get_entry(name: str) -> ModelEntry:
         raise UserError(
             f"unknown model {name!r}{hint} (run 'keras-cnns models' for the list)"
         ) from None
+
+
+def model_revision(name: str) -> int:
+    """The current revision of model ``name`` (see ``ModelEntry.revision``)."""
+    return get_entry(name).revision
 
 
 def build_model(

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keras_cnns.errors import UserError
 from keras_cnns.experiments import (
     CURVE_QUANTITY,
     PRESETS,
@@ -68,7 +69,7 @@ RUN_COLUMNS = (
     "test_error", "final_train_error", "epochs_to_target", "seconds_to_target", "epoch_time",
     "median_epoch_time", "epochs_run", "epochs", "selected_epoch", "wall_time", "sweep_param",
     "sweep_value", "n_train", "n_val", "n_test", "source", "device", "host", "backend", "keras", "precision",
-    "params", "run_id", "finished", "reused",
+    "params", "model_revision", "run_id", "finished", "reused",
 )  # fmt: skip
 
 
@@ -192,16 +193,18 @@ def run_rows(
 ) -> tuple[list[dict], int]:
     """One row per run (the last record of each run identity), and how many were superseded.
 
-    Two records are the same run when their tags match (``experiments.match_key``): a re-run
-    after a config change supersedes the older one; a completed record beats a diverged one.
-    Records of other experiments are ignored.
+    Two records are the same run when their tags match (``experiments.match_key``) and they
+    trained the same revision of the model: a re-run after a config change supersedes the older
+    one; a completed record beats a diverged one; a run of an earlier model revision stays a row
+    of its own (its group is ``Group.earlier_models``), never superseded by, nor averaged with,
+    runs of the current net. Records of other experiments are ignored.
     """
     latest: dict[tuple, Mapping[str, Any]] = {}
     for r in records:
         tags = r.get("tags") or {}
         if tags.get("experiment") != experiment.name:
             continue
-        key = match_key(tags)
+        key = (match_key(tags), _revision(r))
         old = latest.get(key)
         if old is not None and old.get("status") == "completed" and r.get("status") != "completed":
             continue
@@ -219,10 +222,25 @@ def _duplicates(records, experiment) -> int:
         tags = r.get("tags") or {}
         if tags.get("experiment") != experiment.name:
             continue
-        key = (r.get("run_id"), match_key(tags), r.get("status"))
+        key = (r.get("run_id"), match_key(tags), _revision(r), r.get("status"))
         dupes += key in seen
         seen.add(key)
     return dupes
+
+
+def _revision(r: Mapping[str, Any]) -> int:
+    """The model revision a record trained (records from before revisions were kept: 1)."""
+    return int(r.get("model_revision") or 1)
+
+
+def _earlier_model(r: Mapping[str, Any]) -> bool:
+    """Whether a record trained an earlier revision of its model than the registry's."""
+    from keras_cnns.registry import get_entry
+
+    try:
+        return _revision(r) < get_entry(str(r.get("model"))).revision
+    except UserError:
+        return False
 
 
 def _row(experiment: Experiment, r: Mapping[str, Any]) -> dict:
@@ -267,12 +285,15 @@ def _row(experiment: Experiment, r: Mapping[str, Any]) -> dict:
         "keras": (r.get("versions") or {}).get("keras"),
         "precision": r.get("precision"),
         "params": r.get("params"),
+        "model_revision": _revision(r),
+        "earlier_model": _earlier_model(r),
         "run_id": r.get("run_id"),
         "finished": r.get("finished"),
         "reused": bool(r.get("reused_from")),
         # Not CSV columns: kept for plots and sentences.
         "_history": history,
         "_config": config,
+        "_model": r.get("model"),
         "_divergence": r.get("divergence"),
     }
 
@@ -282,33 +303,37 @@ def _row(experiment: Experiment, r: Mapping[str, Any]) -> dict:
 
 @dataclass(frozen=True)
 class Group:
-    """Runs reported together: one preset, one set of ``--set`` overrides, tuned or not."""
+    """Runs reported together: one preset, one set of ``--set`` overrides, tuned or not, and
+    whether they trained an earlier revision of their models (kept apart, shown last)."""
 
     preset: str
     overrides: str
     tuned: bool = False
+    earlier_models: bool = False
 
     @property
     def label(self) -> str:
         text = self.preset + (" with tuned values" if self.tuned else "")
-        return text + (f" with --set {self.overrides}" if self.overrides else "")
+        text += f" with --set {self.overrides}" if self.overrides else ""
+        return text + (", earlier models" if self.earlier_models else "")
 
     @property
     def stem(self) -> str:
         """A file-name stem: the preset, plus a short hash of the overrides if any."""
-        stem = self.preset + ("-tuned" if self.tuned else "")
+        stem = self.preset + ("-tuned" if self.tuned else "") + ("-earlier" if self.earlier_models else "")
         if not self.overrides:
             return stem
         return f"{stem}-{hashlib.sha256(self.overrides.encode()).hexdigest()[:8]}"
 
     def sort_key(self) -> tuple:
         rank = PRESETS.index(self.preset) if self.preset in PRESETS else len(PRESETS)
-        return (rank, self.preset, self.tuned, self.overrides)
+        return (self.earlier_models, rank, self.preset, self.tuned, self.overrides)
 
 
 def groups(rows: Sequence[Mapping[str, Any]]) -> list[Group]:
-    """The groups present in ``rows``, most significant first (paper, quick, smoke, others)."""
-    found = {Group(r["preset"], r["overrides"], bool(r["tuned"])) for r in rows}
+    """The groups present in ``rows``, most significant first (paper, quick, smoke, others;
+    the runs of earlier model revisions after all of them)."""
+    found = {Group(r["preset"], r["overrides"], bool(r["tuned"]), bool(r["earlier_model"])) for r in rows}
     return sorted(found, key=Group.sort_key)
 
 
@@ -316,6 +341,7 @@ def _in(rows, group: Group, phase: str = "main", status: str | None = "completed
     return [
         r for r in rows
         if r["preset"] == group.preset and r["overrides"] == group.overrides and bool(r["tuned"]) == group.tuned
+        and bool(r["earlier_model"]) == group.earlier_models
         and r["phase"] == phase and (status is None or r["status"] == status)
     ]  # fmt: skip
 
@@ -1020,6 +1046,8 @@ def _group_section(
     everything = _in(rows, group, status=None) + _in(rows, group, phase="sweep", status=None)
     preset = experiment.presets.get(group.preset)
     lines = [f"## Preset `{group.label}`", ""]
+    if group.earlier_models:
+        lines += [_earlier_models_note(everything), ""]
     if preset is not None:
         lines += [f"{preset.purpose} Runtime: {preset.runtime}", ""]
     lines += ["**What this run shows:** " + " ".join(verdict(experiment, rows, group)), ""]
@@ -1076,6 +1104,20 @@ def _group_section(
     for file in plot_files:
         lines += [f"![{experiment.name} {group.label} curves]({file})", ""]
     return lines
+
+
+def _earlier_models_note(runs) -> str:
+    """What changed in the models since an earlier-models group's runs were trained."""
+    from keras_cnns.registry import get_entry
+
+    notes: dict[str, set[str]] = {}
+    for r in runs:
+        notes.setdefault(get_entry(r["_model"]).revision_note, set()).add(r["_model"])
+    changes = "; ".join(f"{', '.join(sorted(models))}: {note}" for note, models in sorted(notes.items()))
+    return (
+        "These runs trained an earlier revision of their models; they are kept apart and never "
+        f"averaged with runs of the current nets. Changed since: {changes}."
+    )
 
 
 def _summary_table(experiment: Experiment, rows, group: Group) -> tuple[list[str], list[list[str]]]:

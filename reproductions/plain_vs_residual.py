@@ -48,17 +48,22 @@ _RECIPE = TrainConfig(
     learning_rate=0.1,
     weight_decay=5e-5,  # the paper's weight decay 1e-4 (gradient) is Keras L2 5e-5
     weight_decay_mode="l2",
+    # Every parameter is decayed, batch norm's gamma and beta included, as Torch's and PyTorch's
+    # SGD decays every parameter it is given (fb.resnet.torch; the paper does not say).
+    weight_decay_scope="all",
     batch_size=128,
-    # lr / 10 at 32k and 48k iterations, stop at 64k: epochs 82, 123 and 164 at 391 steps/epoch.
-    epochs=164,
+    # lr / 10 at 32k and 48k iterations, stop at 64k: at 352 steps an epoch (45,000 images) the
+    # drops come after epochs 91 and 136 (32,032 and 47,872 iterations) and training stops after
+    # epoch 182 (64,064 iterations).
+    epochs=182,
     schedule="step",
-    lr_boundaries=(82, 123),
+    lr_boundaries=(91, 136),
     lr_factor=0.1,
     preprocess="pixel_mean",  # "the per-pixel mean subtracted"
     augment=("pad_crop", "flip"),  # pad 4, random 32x32 crop, horizontal flip
     # Deviation from paper: 5,000 training images are held out for the validation curve (the
-    # paper used the 45k/5k split to set its schedule, then trained on all 50k); at 352 steps
-    # per epoch the boundaries fall at about 29k and 43k iterations, and training stops at 58k.
+    # paper used the 45k/5k split to set its schedule, then trained on all 50k); the iterations
+    # are the paper's, so each image is seen 182 times instead of 164.
     val_size=5000,
     select="final",
 )
@@ -80,7 +85,10 @@ _FOUR = ("plain20", "plain56", "resnet20", "resnet56")
 PAPER = Preset(
     configs=VARIANTS,
     datasets=("cifar10",),
-    purpose="The paper's recipe: 164 epochs, lr 0.1 divided by 10 at epochs 82 and 123, depths 20, 56 and 110.",
+    purpose=(
+        "The paper's recipe: 64k iterations (182 epochs of 352 steps on 45,000 images), lr 0.1 "
+        "divided by 10 after epochs 91 and 136 (32.0k and 47.9k iterations), depths 20, 56 and 110."
+    ),
     runtime="not yet measured on a GPU.",
     deviations=("Warm-up for the 110-layer nets: a fixed epoch at lr 0.01, not 'until training error is below 80%'.",),
 )
@@ -161,5 +169,14 @@ EXPERIMENT = Experiment(
         Ordering("resnet56", "resnet20"),
     ),
     panels={"plain": ("plain20", "plain56", "plain110"), "ResNet": ("resnet20", "resnet56", "resnet110")},
-    notes=("Plots: training error dashed, validation error solid (Fig. 6 draws test error bold).",),
+    notes=(
+        "Plots: training error dashed, validation error solid (Fig. 6 draws test error bold).",
+        "What the paper leaves to its framework follows Torch and PyTorch (fb.resnet.torch, "
+        "akamaster/pytorch_resnet_cifar10): weight decay on every parameter, batch norm's gamma "
+        "and beta included; batch-norm momentum 0.1 in Torch's convention (Keras 0.9) and epsilon "
+        "1e-5; convolutions initialised by He et al. 2015's rule (variance 2 / fan_in), the "
+        "classifier as Torch's linear layer (uniform in ±1/sqrt(fan_in), bias 0); the stride-2 "
+        "3x3 convolutions padded symmetrically, so their output pixel i is centred on the input "
+        "pixel 2i that the option-A shortcut takes.",
+    ),
 )

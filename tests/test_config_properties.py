@@ -28,6 +28,7 @@ from keras_cnns.experiment import (
     SCHEDULES,
     SELECTIONS,
     WEIGHT_DECAY_MODES,
+    WEIGHT_DECAY_SCOPES,
     TrainConfig,
 )
 from keras_cnns.registry import list_models
@@ -166,6 +167,9 @@ INVALID["weight_decay"] = one(
 )
 VALID["weight_decay_mode"], INVALID["weight_decay_mode"] = choice(
     "weight_decay_mode", WEIGHT_DECAY_MODES
+)
+VALID["weight_decay_scope"], INVALID["weight_decay_scope"] = choice(
+    "weight_decay_scope", WEIGHT_DECAY_SCOPES
 )
 VALID["schedule"], INVALID["schedule"] = choice("schedule", SCHEDULES)
 VALID["lr_boundaries"] = one(

@@ -185,6 +185,59 @@ def test_layer_names_are_hierarchical():
         model.get_layer(expected)
 
 
+# --- downsampling alignment -------------------------------------------------------------------
+
+
+def _producer(tensor):
+    return tensor._keras_history.operation
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("name", ["resnet20_cifar", "plain20_cifar", "resnet18", "plain34"])
+def test_every_strided_convolution_is_centred_on_the_pixel_the_shortcut_takes(name):
+    """A stride-2 convolution's output pixel i must be centred on input pixel 2i, the pixel the
+    option-A shortcut (``x[::2, ::2]``) and a 1x1 stride-2 projection take. With a centre-tap
+    identity kernel its output must then equal the subsampled input; TensorFlow's 'same'
+    padding (bottom/right only) centres it on 2i + 1 and fails this."""
+    model = _small(name)
+    strided = [
+        layer for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D) and layer.strides == (2, 2) and layer.name != "stem_conv"
+    ]  # fmt: skip
+    assert len(strided) >= 2
+    images = np.random.default_rng(0).normal(size=(2, *model.input_shape[1:])).astype("float32")
+    for conv in strided:
+        source = _producer(conv.input)
+        block_input = source.input if isinstance(source, keras.layers.ZeroPadding2D) else conv.input
+        kh, kw, cin, cout = conv.kernel.shape
+        kernel = np.zeros((kh, kw, cin, cout), "float32")
+        for c in range(min(cin, cout)):
+            kernel[kh // 2, kw // 2, c, c] = 1.0
+        conv.kernel.assign(kernel)
+        if conv.use_bias:
+            conv.bias.assign(np.zeros(cout, "float32"))
+        probe = keras.Model(model.input, [block_input, conv.output])
+        x, y = (np.asarray(t) for t in probe(images))
+        c = min(cin, cout)
+        np.testing.assert_allclose(y[..., :c], x[:, ::2, ::2, :c], atol=1e-6, err_msg=conv.name)
+
+
+@pytest.mark.smoke
+def test_option_a_shortcut_and_branch_see_the_same_pixels():
+    """The block's two paths line up: with the branch's strided kernel a centre-tap identity,
+    the shortcut's kept channels equal the branch convolution's output."""
+    model = _small("resnet20_cifar")
+    conv = model.get_layer("stage2_block1_conv1_conv")
+    kernel = np.zeros(conv.kernel.shape, "float32")
+    for c in range(16):
+        kernel[1, 1, c, c] = 1.0
+    conv.kernel.assign(kernel)
+    probe = keras.Model(model.input, [model.get_layer("stage2_block1_shortcut").output, conv.output])
+    images = np.random.default_rng(1).normal(size=(2, 4, 4, 3)).astype("float32")
+    s, y = (np.asarray(t) for t in probe(images))
+    np.testing.assert_allclose(y[..., :16], s[..., :16], atol=1e-6)
+
+
 # --- option-A zero padding ----------------------------------------------------------------------
 
 

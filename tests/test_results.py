@@ -205,7 +205,7 @@ def test_report_gives_each_variants_fastest_and_median_epoch_and_the_training_ti
 
 @pytest.mark.smoke
 def test_a_scaled_down_presets_verdict_says_what_it_cannot_show_and_reaches_the_index(tmp_path):
-    errors = tuple(60.0 - 3 * i for i in range(10))  # 10 epochs on 45,000 images: 6% of the paper's
+    errors = tuple(60.0 - 3 * i for i in range(10))  # 10 epochs of the paper recipe's 182: 5.5%
     write_records(
         tmp_path,
         PVR,
@@ -220,7 +220,7 @@ def test_a_scaled_down_presets_verdict_says_what_it_cannot_show_and_reaches_the_
     index = results.write_index(tmp_path).read_text()
     (line,) = [x for x in index.splitlines() if x.startswith(f"| [{PVR}]")]
     # The whole verdict: the headline, each ordering, and what the preset cannot show.
-    assert "cpu preset, 6.1% of the paper recipe's training images" in line
+    assert "cpu preset, 5.5% of the paper recipe's training images" in line
     assert "plain20 20.00 vs plain56 25.00" in line and cannot in line
 
 
@@ -257,13 +257,13 @@ def test_plots_are_png_files(tmp_path):
     assert f"]({plot.name})" in (tmp_path / PVR / "README.md").read_text()
 
 
-def _full_history(final: float, epochs: int = 164) -> tuple[float, ...]:
+def _full_history(final: float, epochs: int = 182) -> tuple[float, ...]:
     return tuple(80.0 - (80.0 - final) * i / (epochs - 1) for i in range(epochs))
 
 
 @pytest.mark.smoke
 def test_ordering_sentences_follow_the_numbers(tmp_path):
-    # Paper-sized runs (45,000 images, 164 epochs): plain-56 worse than plain-20 (the paper's
+    # Paper-sized runs (45,000 images, 182 epochs): plain-56 worse than plain-20 (the paper's
     # ordering holds), ResNet-56 also worse than ResNet-20 (it does not).
     finals = {"plain20": 5.0, "plain56": 9.0, "resnet20": 3.0, "resnet56": 4.0}
     tests = {"plain20": 9.0, "plain56": 12.0, "resnet20": 8.0, "resnet56": 8.5}
@@ -281,7 +281,7 @@ def test_ordering_sentences_follow_the_numbers(tmp_path):
     # residual net against its plain twin), the final training errors, the tests.
     assert [h for h, _ in outcomes] == [True, False, True, True, True, False, True, False]
     assert outcomes[0][1].startswith(
-        "plain20 below plain56 in training error at every epoch after the first (epochs 2-164): "
+        "plain20 below plain56 in training error at every epoch after the first (epochs 2-182): "
         "the paper's ordering holds (gap 0.0 to 4.0 points)"
     )
     assert "does not hold at any of them (resnet56 above by 0.0 to 1.0 points)" in outcomes[1][1]
@@ -466,3 +466,36 @@ def test_front_page_shows_only_the_folder_it_was_generated_from(tmp_path):
     write_records(tmp_path / "results", PVR, [make_record(PVR, "plain20")])
     results.write_index(tmp_path / "results")
     assert "[plain-vs-residual](results/plain-vs-residual/README.md)" in readme.read_text()
+
+
+@pytest.mark.smoke
+def test_runs_of_an_earlier_model_revision_are_kept_apart_never_averaged(tmp_path):
+    """A record of an earlier revision of its model (no ``model_revision``: revision 1) forms a
+    group of its own, shown after the current runs, and never enters their mean."""
+    from keras_cnns.registry import get_entry
+
+    current = get_entry("resnet20_cifar").revision
+    assert current >= 2
+
+    def record(seed, test_error, revision):
+        r = make_record(PVR, "resnet20", seed, test_error=test_error, preset="cpu")
+        r["model"] = "resnet20_cifar"
+        if revision is not None:
+            r["model_revision"] = revision
+        return r
+
+    write_records(tmp_path, PVR, [record(0, 30.0, None), record(1, 32.0, None), record(0, 10.0, current)])
+    experiment = get_experiment(PVR)
+    rows, superseded = results.load_rows(experiment, tmp_path)
+    assert superseded == 0 and len(rows) == 3  # the same tags, two revisions: three runs
+    found = results.groups(rows)
+    assert found == [results.Group("cpu", ""), results.Group("cpu", "", earlier_models=True)]
+    assert [r["test_error"] for r in results._in(rows, found[0])] == [10.0]
+    assert sorted(r["test_error"] for r in results._in(rows, found[1])) == [30.0, 32.0]
+    results.write_report(PVR, tmp_path)
+    text = (tmp_path / PVR / "README.md").read_text()
+    assert "## Preset `cpu`" in text and "## Preset `cpu, earlier models`" in text
+    assert text.index("## Preset `cpu`") < text.index("## Preset `cpu, earlier models`")
+    assert get_entry("resnet20_cifar").revision_note in text
+    csv = (tmp_path / PVR / "results.csv").read_text()
+    assert csv.splitlines()[0].split(",").count("model_revision") == 1

@@ -166,6 +166,28 @@ def test_l2_reaches_every_kernel_of_a_registry_model():
 
 
 @pytest.mark.smoke
+def test_l2_scope_all_puts_batch_norm_gamma_and_beta_in_the_loss():
+    """``weight_decay_scope="all"``: every trainable variable, batch norm's gamma and beta
+    included (Torch's and PyTorch's SGD decay every parameter), and the penalty is in the loss."""
+    from keras_cnns import build_model
+
+    keras.utils.set_random_seed(3)
+    model = build_model("resnet20_cifar", input_shape=(8, 8, 3))
+    beta = model.get_layer("stem_bn").beta
+    beta.assign(np.full(beta.shape, 0.5, "float32"))  # a nonzero beta: its penalty shows
+    count = training.apply_l2(model, 0.01, "all")
+    assert count == len(model.trainable_variables) == 19 * 3 + 2  # (kernel, gamma, beta) x 19 convs + the logits
+    assert all(v.regularizer is not None for v in model.trainable_variables)
+    penalty = sum(float(keras.ops.convert_to_numpy(loss)) for loss in model.losses)
+    expected = 0.01 * sum(float(np.sum(np.square(keras.ops.convert_to_numpy(v)))) for v in model.trainable_variables)
+    assert penalty == pytest.approx(expected, rel=1e-5)
+    kernels_only = 0.01 * sum(
+        float(np.sum(np.square(keras.ops.convert_to_numpy(v)))) for v in model.trainable_variables if len(v.shape) >= 2
+    )
+    assert penalty > kernels_only + 0.01 * 16 * 0.25  # the stem's 16 betas of 0.5 at least
+
+
+@pytest.mark.smoke
 def test_decoupled_weight_decay_shrinks_kernels_only():
     keras.utils.set_random_seed(2)
     x, y = _batch()

@@ -167,7 +167,9 @@ def residual_block(
     branch_input = keras.Input(x.shape[1:], name=f"{name}_branch_input") if skippable else x
     y = branch_input
     if block == "basic":
-        y = conv_bn_act(y, filters, 3, strides=strides, name=f"{name}_conv1", **conv)
+        # Symmetric padding: the strided 3x3 convolution's output pixel i is centred on input
+        # pixel 2i, the pixel the shortcut takes (Caffe, Torch and PyTorch pad this way).
+        y = conv_bn_act(y, filters, 3, strides=strides, padding="symmetric", name=f"{name}_conv1", **conv)
         y = conv_bn_act(y, filters, 3, name=f"{name}_conv2", **{**conv, "activation": None})
     else:
         # The stride sits on the first 1x1, as in the paper and keras.applications (v1).
@@ -306,7 +308,16 @@ def build_resnet(
     return keras.Model(inputs, outputs, name=name)
 
 
+# Revision 2 of the basic-block nets (18, 34): the stride-2 3x3 convolutions pad symmetrically.
+# A bottleneck net strides on a 1x1 convolution, which no padding touches: still revision 1.
+BASIC_REVISION = 2
+BASIC_REVISION_NOTE = (
+    "the stride-2 3x3 convolutions pad symmetrically (revision 1 padded bottom and right only, "
+    "one pixel off the shortcut)"
+)
+
 for _depth, _spec in SPECS.items():
+    _basic = _spec.block == "basic"
     for _prefix, _shortcut in (("resnet", "B"), ("plain", "none")):
         registry.register(
             f"{_prefix}{_depth}",
@@ -322,5 +333,7 @@ for _depth, _spec in SPECS.items():
             ),
             # Five halvings (stem conv, stem pool, three stages) take 32 down to 1x1.
             small_input_shape=(32, 32, 3),
+            revision=BASIC_REVISION if _basic else 1,
+            revision_note=BASIC_REVISION_NOTE if _basic else "",
             shortcut=_shortcut,
         )

@@ -24,6 +24,7 @@ from keras_cnns import distribute
 from keras_cnns import records as records_lib
 from keras_cnns.errors import DivergedError, UserError
 from keras_cnns.experiment import TrainConfig
+from keras_cnns.registry import model_revision
 from keras_cnns.training.callbacks import StopOnNonFinite, _BatchFault, _EpochProgbar
 from keras_cnns.training.checkpoints import (
     CHECKPOINTS_DIR,
@@ -475,6 +476,7 @@ class _Run:
             "tags": self.tags,
             "config": config.to_dict(),
             "model": config.model,
+            "model_revision": model_revision(config.model),
             "params": int(self.model.count_params()),
             "trainable_params": int(sum(math.prod(v.shape) for v in self.model.trainable_variables)),
             "dataset": {

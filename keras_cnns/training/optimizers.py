@@ -2,12 +2,15 @@
 
 Weight decay, two explicit choices (``TrainConfig.weight_decay_mode``):
 
-* ``"l2"``: every trainable variable of rank >= 2 of the built model (conv and dense kernels,
-  never biases or batch-norm parameters) gets ``keras.regularizers.L2(weight_decay)`` as its
-  ``regularizer``; Keras adds ``weight_decay * sum(w**2)`` to the training loss (and to the
-  reported loss and val_loss) on every backend. The papers' "weight decay 1e-4" is 5e-5 here.
+* ``"l2"``: every decayed variable of the built model gets ``keras.regularizers.L2(weight_decay)``
+  as its ``regularizer``; Keras adds ``weight_decay * sum(w**2)`` to the training loss (and to
+  the reported loss and val_loss) on every backend. The papers' "weight decay 1e-4" is 5e-5 here.
 * ``"decoupled"``: the optimizer's ``weight_decay``, the same variables only: each step
   ``w -= learning_rate * weight_decay * w`` before the gradient step (AdamW-style for Adam).
+
+The decayed variables (``TrainConfig.weight_decay_scope``): the conv and dense kernels (rank >= 2,
+``"kernels"``), or every trainable variable (``"all"``: biases and batch norm's gamma and beta
+too, as Torch's and PyTorch's SGD decay every parameter it is given).
 
 ``compile_for_training`` puts the augmenter in front of the model in a wrapper model
 ``inputs -> augmenter -> model`` (augmentation runs per batch on the device, inside the
@@ -28,13 +31,16 @@ from keras_cnns.losses import make_loss
 from keras_cnns.training.schedules import PlanSchedule, SchedulePlan
 
 
-def decayed_variables(model) -> list:
-    """The variables weight decay acts on: trainable, rank >= 2 (conv and dense kernels)."""
+def decayed_variables(model, scope: str = "kernels") -> list:
+    """The variables weight decay acts on: the trainable ones of rank >= 2 (conv and dense
+    kernels) for ``scope="kernels"``, every trainable one for ``"all"``."""
+    if scope == "all":
+        return list(model.trainable_variables)
     return [v for v in model.trainable_variables if len(v.shape) >= 2]
 
 
-def apply_l2(model, l2: float) -> int:
-    """Put ``keras.regularizers.L2(l2)`` on every kernel of ``model`` (see ``decayed_variables``).
+def apply_l2(model, l2: float, scope: str = "kernels") -> int:
+    """Put ``keras.regularizers.L2(l2)`` on the variables ``decayed_variables(model, scope)``.
 
     Keras then adds ``l2 * sum(w**2)`` over those variables to the training loss, on every
     backend, with no builder argument needed.
@@ -46,7 +52,7 @@ def apply_l2(model, l2: float) -> int:
         UserError: a variable already has a regulariser (the builder set one): two penalties
             on one weight would silently double the decay.
     """
-    variables = decayed_variables(model)
+    variables = decayed_variables(model, scope)
     for v in variables:
         if v.regularizer is not None:
             raise UserError(
@@ -63,7 +69,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, model):
 
     The learning rate is a float for ``"constant"`` (without warm-up) and ``"plateau"`` (the
     engine lowers it between epochs), otherwise a ``PlanSchedule``. ``"decoupled"`` weight
-    decay excludes every variable that is not a kernel. ``mixed_float16`` wraps the optimizer
+    decay excludes every variable outside ``config.weight_decay_scope``. ``mixed_float16`` wraps the optimizer
     in a ``LossScaleOptimizer`` (dynamic loss scaling).
     """
     plan = SchedulePlan.from_config(config, steps_per_epoch)
@@ -79,7 +85,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, model):
     else:
         optimizer = keras.optimizers.Adam(learning_rate, weight_decay=decay)
     if decay:
-        kernels = {id(v) for v in decayed_variables(model)}
+        kernels = {id(v) for v in decayed_variables(model, config.weight_decay_scope)}
         optimizer.exclude_from_weight_decay(
             var_list=[v for v in model.trainable_variables if id(v) not in kernels]
         )
@@ -109,7 +115,7 @@ def compile_for_training(model, config: TrainConfig, *, augmenter=None, steps_pe
         variables to load into).
     """
     if config.weight_decay and config.weight_decay_mode == "l2":
-        apply_l2(model, config.weight_decay)
+        apply_l2(model, config.weight_decay, config.weight_decay_scope)
     wrapper = wrap_with_augmenter(model, augmenter)
     loss = make_loss(config.loss, label_smoothing=config.label_smoothing)
     optimizer = make_optimizer(config, steps_per_epoch, model)
