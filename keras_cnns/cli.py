@@ -15,6 +15,7 @@ import errno
 import os
 import sys
 
+from keras_cnns import native_logs
 from keras_cnns.errors import DataError, DivergedError, UserError
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -554,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    native_logs.quiet_first_import("tensorflow")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.backend:
