@@ -86,6 +86,47 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class Deviation:
+    """A departure from the paper, shown in a report section only where that section's runs
+    have it, so a section never lists a deviation its own runs contradict.
+
+    Attributes:
+        text: the sentence.
+        variants: the variants it concerns (empty: every variant).
+        when: ``TrainConfig`` fields and the values a run must have for it to apply (empty:
+            always), for example ``{"optimizer": "adam"}`` or ``{"val_size": 5000}``.
+    """
+
+    text: str
+    variants: tuple[str, ...] = ()
+    when: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "variants", tuple(self.variants))
+        object.__setattr__(self, "when", MappingProxyType(dict(self.when)))
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = set(self.when) - fields
+        if unknown:
+            raise ValueError(f"deviation {self.text[:40]!r}: not TrainConfig fields: {sorted(unknown)}")
+
+    def applies(self, variant: str, config: Mapping[str, Any]) -> bool:
+        """Whether a run of ``variant`` with ``config`` (``TrainConfig.to_dict``) has it."""
+        if self.variants and variant not in self.variants:
+            return False
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        # A record written before a field existed ran with its default.
+        return all(_json_value(config.get(k, defaults[k])) == _json_value(v) for k, v in self.when.items())
+
+
+def _json_value(value: Any) -> Any:
+    return [_json_value(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _deviations(items) -> tuple[Deviation, ...]:
+    return tuple(d if isinstance(d, Deviation) else Deviation(str(d)) for d in items)
+
+
+@dataclass(frozen=True)
 class Regime:
     """A condition on a preset's own runs: ``variant``'s final training error (percent) is
     below ``below``, which shows ``meaning`` (for example "the net without dropout overfits").
@@ -112,6 +153,7 @@ class Preset:
         runtime: measured runtime with the hardware it was measured on (or "not yet measured").
         deviations: where this preset departs from the paper beyond the experiment's own
             deviations (shorter schedules, subsets, smaller nets); they reach the table notes.
+            Text, or a ``Deviation`` where it concerns some variants or configs only.
         sweep: a search run before the main runs, or ``None``.
         cannot_show: for a scaled-down preset, what of the paper's claim it cannot show (one
             phrase, for the report's verdict); empty where it can show the claim as stated.
@@ -123,7 +165,7 @@ class Preset:
     datasets: tuple[str, ...]
     purpose: str
     runtime: str
-    deviations: tuple[str, ...] = ()
+    deviations: tuple[Deviation, ...] = ()
     sweep: Sweep | None = None
     cannot_show: str = ""
     regime: tuple[Regime, ...] = ()
@@ -131,7 +173,7 @@ class Preset:
     def __post_init__(self):
         object.__setattr__(self, "configs", MappingProxyType(dict(self.configs)))
         object.__setattr__(self, "datasets", tuple(self.datasets))
-        object.__setattr__(self, "deviations", tuple(self.deviations))
+        object.__setattr__(self, "deviations", _deviations(self.deviations))
         object.__setattr__(self, "regime", tuple(self.regime))
         for r in self.regime:
             if r.variant not in self.configs:
@@ -172,6 +214,8 @@ class Ratio:
         quantity: one of ``QUANTITIES``.
         label: what the ratio means, for the report.
         paper: the paper's value, or ``None`` where it gives none.
+        benchmark: for a time ratio, the results page (relative to ``results/``) where the same
+            ratio is measured with the two nets taking turns on the machine, if there is one.
     """
 
     numerator: str
@@ -179,6 +223,7 @@ class Ratio:
     quantity: str
     label: str
     paper: float | None = None
+    benchmark: str = ""
 
 
 @dataclass(frozen=True)
@@ -196,7 +241,8 @@ class Experiment:
         paper_numbers: variant -> dataset -> the paper's value of ``metric``.
         presets: ``"paper"`` and ``"smoke"``, and ``"quick"`` and ``"cpu"`` where they make
             sense; in the order of ``PRESETS``.
-        deviations: departures from the paper common to every preset.
+        deviations: departures from the paper common to every preset (text, or a
+            ``Deviation`` where it concerns some variants or configs only).
         target_train_error: the training error (percent) of ``epochs_to_train_error``.
         orderings: orderings the paper claims, checked in the report.
         ratios: ratios the paper states, computed in the report.
@@ -212,7 +258,7 @@ class Experiment:
     metric: str
     paper_numbers: Mapping[str, Mapping[str, float]]
     presets: Mapping[str, Preset]
-    deviations: tuple[str, ...] = ()
+    deviations: tuple[Deviation, ...] = ()
     target_train_error: float = 25.0
     orderings: tuple[Ordering, ...] = ()
     ratios: tuple[Ratio, ...] = ()
@@ -225,6 +271,7 @@ class Experiment:
         freeze(self, "paper_numbers", MappingProxyType({k: MappingProxyType(dict(v)) for k, v in self.paper_numbers.items()}))
         freeze(self, "presets", MappingProxyType(dict(self.presets)))
         freeze(self, "panels", MappingProxyType({k: tuple(v) for k, v in self.panels.items()}))
+        freeze(self, "deviations", _deviations(self.deviations))
         if self.metric not in METRICS:
             raise ValueError(f"{self.name}: metric must be one of {METRICS}")
         if tuple(self.presets) != tuple(p for p in PRESETS if p in self.presets) or not set(
@@ -242,6 +289,7 @@ class Experiment:
         named = set(self.paper_numbers) | {v for o in self.orderings for v in (o.lower, o.higher)}
         named |= {v for r in self.ratios for v in (r.numerator, r.denominator)}
         named |= {v for vs in self.panels.values() for v in vs}
+        named |= {v for p in self.presets.values() for d in (*self.deviations, *p.deviations) for v in d.variants}
         if named - variants:
             raise ValueError(f"{self.name}: unknown variants named: {sorted(named - variants)}")
         if any(o.quantity not in (*QUANTITIES, CURVE_QUANTITY) for o in self.orderings) or any(

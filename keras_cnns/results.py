@@ -473,18 +473,104 @@ def _quantity_words(experiment: Experiment, quantity: str) -> str:
     }[quantity]
 
 
-def ordering_results(experiment: Experiment, rows, group: Group) -> list[tuple[bool | None, str]]:
-    """``(holds, sentence)`` for each of the paper's orderings on each dataset measured.
+# Quantities measured in seconds: their ratios depend on the machine's load while each run trained.
+TIME_QUANTITIES = ("seconds_to_target", "epoch_time")
 
-    ``holds`` is ``None`` when the runs cannot decide (a variant is missing, or neither
-    reached an epochs target).
+
+# --- the noise rule -----------------------------------------------------------------------------
+
+HOLDS = "holds"
+DOES_NOT_HOLD = "does not hold"
+WITHIN_NOISE = "within noise"
+UNDECIDED = "undecided"
+
+
+@dataclass(frozen=True)
+class GapVerdict:
+    """What an ordering's gaps over seeds say: ``status`` (``HOLDS``, ``DOES_NOT_HOLD`` or
+    ``WITHIN_NOISE``) and the phrase that says it with the numbers."""
+
+    status: str
+    phrase: str
+
+
+def gap_verdict(gaps: Sequence[float], unit: str = "points") -> GapVerdict:
+    """The one rule by which an ordering is read against its noise.
+
+    ``gaps`` holds one number per seed, ``higher - lower`` for the seeds both variants ran
+    (positive: the paper's ordering holds in that seed). With one seed the sign decides and the
+    noise is said to be unmeasured. With more, the ordering is ``WITHIN_NOISE`` when the seeds
+    disagree in sign (a zero gap agrees with neither) or the mean gap is smaller than twice its
+    sample standard deviation; otherwise it holds or does not by the mean's sign.
+
+    Raises:
+        ValueError: no gap.
+    """
+    if not gaps:
+        raise ValueError("an ordering needs at least one seed's gap")
+    n = len(gaps)
+    if n == 1:
+        status = HOLDS if gaps[0] > 0 else DOES_NOT_HOLD
+        return GapVerdict(status, f"{status} (one seed: the gap's noise is not measured)")
+    mean = statistics.fmean(gaps)
+    std = statistics.stdev(gaps)
+    agree = sum(g > 0 for g in gaps)
+    spread = f"gap {mean:.2f} ± {std:.2f} {unit}"
+    if 0 < agree < n or any(g == 0 for g in gaps) or abs(mean) < 2 * std:
+        return GapVerdict(WITHIN_NOISE, f"{WITHIN_NOISE}: holds in {agree} of {n} seeds, {spread}")
+    if mean > 0:
+        return GapVerdict(HOLDS, f"{HOLDS} in {n} of {n} seeds, {spread}")
+    return GapVerdict(DOES_NOT_HOLD, f"{DOES_NOT_HOLD} in any of {n} seeds, {spread}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A claim checked on a group's runs: ``status`` is ``HOLDS``, ``DOES_NOT_HOLD``,
+    ``WITHIN_NOISE`` or ``UNDECIDED`` (the runs cannot tell), ``sentence`` says it."""
+
+    status: str
+    sentence: str
+
+    @property
+    def holds(self) -> bool | None:
+        """True or False where decided beyond noise, else None."""
+        return {HOLDS: True, DOES_NOT_HOLD: False}.get(self.status)
+
+
+def _by_seed(rows, variant: str, dataset: str, column: str) -> dict[Any, float]:
+    return {
+        r["seed"]: r[column]
+        for r in rows
+        if r["variant"] == variant and r["dataset"] == dataset and r[column] is not None
+        and not math.isnan(float(r[column]))
+    }  # fmt: skip
+
+
+def _selected_val_error(row) -> float | None:
+    """The validation error of the epoch whose weights were tested (``None`` without one)."""
+    history, epoch = row["_history"], row["selected_epoch"]
+    if not epoch or epoch > len(history):
+        return None
+    accuracy = history[epoch - 1].get("val_accuracy")
+    return None if accuracy is None else 100.0 * (1.0 - accuracy)
+
+
+def ordering_results(experiment: Experiment, rows, group: Group) -> list[Outcome]:
+    """An ``Outcome`` for each of the paper's orderings on each dataset measured.
+
+    Seeds are paired: the gap of each seed both variants ran is read by ``gap_verdict``.
+    ``UNDECIDED`` when the runs cannot decide (a variant reached an epochs target in some seeds
+    only). A test-error ordering also says when the validation split (the tested weights'
+    validation error) ranks the two the other way.
     """
     done = _in(rows, group)
+    datasets = sorted({r["dataset"] for r in done})
     out = []
-    for dataset in sorted({r["dataset"] for r in done}):
+    for dataset in datasets:
+        where = f" on {dataset}" if len(datasets) > 1 else ""
         for o in experiment.orderings:
             if o.quantity == CURVE_QUANTITY:
-                found = _curve_ordering(done, o, dataset, len({r["dataset"] for r in done}) > 1)
+                found = _curve_ordering(done, o, dataset, where)
                 if found is not None:
                     out.append(found)
                 continue
@@ -493,81 +579,114 @@ def ordering_results(experiment: Experiment, rows, group: Group) -> list[tuple[b
             words = _quantity_words(experiment, o.quantity)
             if lo.n + lo.missing == 0 or hi.n + hi.missing == 0:
                 continue  # a variant not run in this group
-            where = f" on {dataset}" if len({r["dataset"] for r in done}) > 1 else ""
             if lo.missing or hi.missing:
                 if lo.complete and not hi.n:
-                    out.append(
-                        (
-                            True,
-                            f"{o.lower} reached the target and {o.higher} did not{where} ({words}): the paper's ordering holds",
-                        )
-                    )
+                    status, verb = HOLDS, "holds"
+                    text = f"{o.lower} reached the target and {o.higher} did not{where} ({words}): the paper's ordering {verb}"
                 elif hi.complete and not lo.n:
-                    out.append(
-                        (
-                            False,
-                            f"{o.higher} reached the target and {o.lower} did not{where} ({words}): the paper's ordering does not hold",
-                        )
-                    )
+                    status = DOES_NOT_HOLD
+                    text = f"{o.higher} reached the target and {o.lower} did not{where} ({words}): the paper's ordering does not hold"
                 else:
-                    out.append(
-                        (
-                            None,
-                            f"{o.lower} vs {o.higher}{where} ({words}): undecided, not every run reached the target",
-                        )
-                    )
+                    status = UNDECIDED
+                    text = f"{o.lower} vs {o.higher}{where} ({words}): undecided, not every run reached the target"
+                out.append(Outcome(status, text))
                 continue
-            holds = lo.mean < hi.mean
-            spread = max((x for x in (lo.std, hi.std) if not math.isnan(x)), default=math.nan)
-            note = (
-                " (gap within one seed std)"
-                if not math.isnan(spread) and abs(hi.mean - lo.mean) < spread
-                else (" (one seed: the gap's noise is not measured)" if min(lo.n, hi.n) == 1 else "")
-            )
-            verb = "holds" if holds else "does not hold"
-            out.append(
-                (
-                    holds,
-                    f"{o.lower} {lo.mean:.2f} vs {o.higher} {hi.mean:.2f}{where} ({words}): the paper's ordering {verb}{note}",
-                )
-            )
+            column = _QUANTITY_COLUMN[o.quantity]
+            low, high = _by_seed(done, o.lower, dataset, column), _by_seed(done, o.higher, dataset, column)
+            seeds = sorted(set(low) & set(high), key=str)
+            unit = "epochs" if experiment.metric == "epochs_to_train_error" and o.quantity == "metric" else "points"
+            text = f"{o.lower} {_stat_text(lo)} vs {o.higher} {_stat_text(hi)}{where} ({words}): the paper's ordering "
+            if seeds:
+                verdict_ = gap_verdict([high[s] - low[s] for s in seeds], unit)
+                text += verdict_.phrase
+                status = verdict_.status
+            else:  # no seed in common: the means alone
+                status = HOLDS if lo.mean < hi.mean else DOES_NOT_HOLD
+                text += f"{status} (no seed ran both: the gap's noise is not measured)"
+            if o.quantity == "metric" and experiment.metric == "test_error":
+                text += _validation_ranking(done, o, dataset)
+            out.append(Outcome(status, text))
     return out
 
 
-def _curve_ordering(done, o, dataset: str, name_dataset: bool) -> tuple[bool | None, str] | None:
-    """Is ``o.lower``'s mean training error below ``o.higher``'s at every epoch after the
-    first (the epochs all their runs have)? ``None`` when a variant was not run or trained
-    a single epoch."""
-    curves = {}
+def _stat_text(s: Stat) -> str:
+    return f"{s.mean:.2f}" if s.n == 1 else f"{s.mean:.2f} ± {s.std:.2f}"
+
+
+def _validation_ranking(done, o, dataset: str) -> str:
+    """A clause where the validation split ranks ``o``'s variants otherwise than the test set."""
+    val = {}
     for variant in (o.lower, o.higher):
-        histories = [r["_history"] for r in done if r["variant"] == variant and r["dataset"] == dataset]
-        if not histories:
+        errors = [
+            _selected_val_error(r) for r in done if r["variant"] == variant and r["dataset"] == dataset
+        ]
+        errors = [e for e in errors if e is not None]
+        if not errors:
+            return ""
+        val[variant] = statistics.fmean(errors)
+    test = {v: cell_stat(done, v, dataset, "metric").mean for v in (o.lower, o.higher)}
+    val_sign = (val[o.higher] > val[o.lower]) - (val[o.higher] < val[o.lower])
+    test_sign = (test[o.higher] > test[o.lower]) - (test[o.higher] < test[o.lower])
+    if val_sign == test_sign:
+        return ""
+    numbers = f"{o.lower} {val[o.lower]:.2f} vs {o.higher} {val[o.higher]:.2f} validation error %"
+    if val_sign == 0:
+        return f"; the validation split does not separate them ({numbers})"
+    return f"; the validation split ranks them the other way ({numbers})"
+
+
+def _curve_ordering(done, o, dataset: str, where: str) -> Outcome | None:
+    """Is ``o.lower``'s training error below ``o.higher``'s at every epoch after the first
+    (the epochs all their runs have)? With one seed the mean curves decide; with more, each
+    epoch's gaps over the paired seeds are read by ``gap_verdict``. ``None`` when a variant
+    was not run or trained a single epoch."""
+    per_seed = {}
+    for variant in (o.lower, o.higher):
+        runs = {r["seed"]: train_errors(r["_history"]) for r in done if r["variant"] == variant and r["dataset"] == dataset}
+        if not runs:
             return None
-        curves[variant] = _mean_curve(histories, train_errors)[1]
+        per_seed[variant] = runs
+    seeds = sorted(set(per_seed[o.lower]) & set(per_seed[o.higher]), key=str)
+    curves = {v: _mean_curve([r["_history"] for r in done if r["variant"] == v and r["dataset"] == dataset], train_errors)[1] for v in (o.lower, o.higher)}
     lo, hi = curves[o.lower], curves[o.higher]
-    epochs = range(2, min(len(lo), len(hi)) + 1)
-    where = f" on {dataset}" if name_dataset else ""
+    length = min(len(lo), len(hi), *(len(per_seed[v][s]) for v in per_seed for s in seeds))
+    epochs = range(2, length + 1)
     what = f"{o.lower} below {o.higher} in training error at every epoch after the first{where}"
     if not epochs:
         return None  # one epoch: no curve to compare
-    above = [e for e in epochs if not lo[e - 1] < hi[e - 1]]
     span = f"epochs 2-{epochs[-1]}"
+    if len(seeds) > 1:
+        verdicts = {
+            e: gap_verdict([per_seed[o.higher][s][e - 1] - per_seed[o.lower][s][e - 1] for s in seeds]).status
+            for e in epochs
+        }
+        counts = {k: [e for e in epochs if verdicts[e] == k] for k in (HOLDS, WITHIN_NOISE, DOES_NOT_HOLD)}
+        if len(counts[HOLDS]) == len(epochs):
+            gaps = [hi[e - 1] - lo[e - 1] for e in epochs]
+            return Outcome(HOLDS, f"{what} ({span}, {len(seeds)} seeds): the paper's ordering holds beyond noise at every epoch (mean gap {min(gaps):.1f} to {max(gaps):.1f} points)")
+        status = DOES_NOT_HOLD if counts[DOES_NOT_HOLD] else WITHIN_NOISE
+        parts = [f"{k} at {_epoch_list(counts[k], len(epochs))}" for k in (HOLDS, WITHIN_NOISE, DOES_NOT_HOLD) if counts[k]]
+        return Outcome(status, f"{what} ({span}, {len(seeds)} seeds): the paper's ordering " + "; ".join(parts))
+    above = [e for e in epochs if not lo[e - 1] < hi[e - 1]]
+    one = " (one seed: the gap's noise is not measured)" if len(seeds) <= 1 else ""
     if not above:
         gaps = [hi[e - 1] - lo[e - 1] for e in epochs]
-        return True, (
-            f"{what} ({span}): the paper's ordering holds (gap {min(gaps):.1f} to {max(gaps):.1f} points)"
-        )
+        return Outcome(HOLDS, f"{what} ({span}): the paper's ordering holds (gap {min(gaps):.1f} to {max(gaps):.1f} points){one}")
     if len(above) == len(epochs):
         gaps = [lo[e - 1] - hi[e - 1] for e in epochs]
-        return False, (
+        return Outcome(DOES_NOT_HOLD, (
             f"{what} ({span}): the paper's ordering does not hold at any of them ({o.lower} "
-            f"above by {min(gaps):.1f} to {max(gaps):.1f} points)"
-        )
-    listed = ", ".join(str(e) for e in above[:8]) + (" ..." if len(above) > 8 else "")
-    return False, (
-        f"{what} ({span}): the paper's ordering does not hold at {len(above)} of "
-        f"{len(epochs)} epochs: {listed}"
-    )
+            f"above by {min(gaps):.1f} to {max(gaps):.1f} points){one}"
+        ))
+    return Outcome(DOES_NOT_HOLD, (
+        f"{what} ({span}): the paper's ordering does not hold at {_epoch_list(above, len(epochs))}{one}"
+    ))
+
+
+def _epoch_list(epochs: Sequence[int], total: int) -> str:
+    """``k of n epochs: 3, 4, 9 ...`` (at most eight listed)."""
+    listed = ", ".join(str(e) for e in epochs[:8]) + (" ..." if len(epochs) > 8 else "")
+    return f"{len(epochs)} of {total} epochs ({listed})"
 
 
 def ratio_results(experiment: Experiment, rows, group: Group) -> list[str]:
@@ -584,7 +703,15 @@ def ratio_results(experiment: Experiment, rows, group: Group) -> list[str]:
             if not (num.complete and den.complete) or den.mean == 0:
                 out.append(f"{q.label}: not available{paper}, not every run reached the target")
                 continue
-            out.append(f"{q.label}: {num.mean / den.mean:.2f}{paper}")
+            text = f"{q.label}: {num.mean / den.mean:.2f}{paper}"
+            if q.quantity in TIME_QUANTITIES:
+                # Runs of an experiment train one after another, each under whatever else the
+                # machine ran then: a time ratio between them is not an interleaved measurement.
+                text += (
+                    "; from runs that did not take turns on the machine, so other jobs' load can move it"
+                    + (f" (measured taking turns: [{q.benchmark}](../{q.benchmark}))" if q.benchmark else "")
+                )
+            out.append(text)
     return out
 
 
@@ -650,7 +777,8 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     fraction = training_fraction(experiment, done)
     pct = f"{100 * fraction:.2g}%" if not math.isnan(fraction) else "an unknown share"
     orderings = ordering_results(experiment, rows, group)
-    decided = [h for h, _ in orderings if h is not None]
+    decided = [o.holds for o in orderings if o.holds is not None]
+    noisy = sum(o.status == WITHIN_NOISE for o in orderings)
     held = sum(decided)
     preset = experiment.presets.get(group.preset)
     claim = tests_the_claim(experiment, group, fraction)
@@ -668,13 +796,18 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
             if fraction >= FULL
             else f"{pct} of the paper recipe's training images"
         )
-        if decided:
+        if decided and not noisy:
             verb = (
                 "all hold"
                 if held == len(decided)
                 else ("none holds" if held == 0 else f"{held} of {len(decided)} hold")
             )
             head = f"{group.preset} preset, {budget}: the paper's orderings {verb}"
+        elif decided or noisy:
+            counts = [f"{held} hold", f"{len(decided) - held} do not", f"{noisy} within noise"]
+            head = f"{group.preset} preset, {budget}: of the paper's {len(decided) + noisy} orderings " + ", ".join(
+                c for c in counts if not c.startswith("0 ")
+            )
         else:
             head = f"{group.preset} preset, {budget}"
         # A scaled-down preset's errors are not the paper's to compare (its table still has them).
@@ -688,7 +821,7 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
             )
             head += f"; ours minus the paper's: {diffs}"
     sentences = [head + "."]
-    sentences += [s + "." for _, s in orderings]
+    sentences += [o.sentence + "." for o in orderings]
     sentences += [s + "." for s in ratio_results(experiment, rows, group)]
     sentences += [s + "." for _, s in regime_results(experiment, rows, group)]
     if preset is not None and preset.cannot_show and claim:
@@ -1049,7 +1182,9 @@ def _group_section(
     if group.earlier_models:
         lines += [_earlier_models_note(everything), ""]
     if preset is not None:
-        lines += [f"{preset.purpose} Runtime: {preset.runtime}", ""]
+        # The preset's measured runtime is that of its own runs: not of runs with other values.
+        plain = not (group.overrides or group.tuned or group.earlier_models)
+        lines += [preset.purpose + (f" Runtime: {preset.runtime}" if plain else ""), ""]
     lines += ["**What this run shows:** " + " ".join(verdict(experiment, rows, group)), ""]
 
     head, body = _summary_table(experiment, rows, group)
@@ -1083,7 +1218,11 @@ def _group_section(
         ]
         lines += _time_lines(experiment, runs, everything) + [""]
 
-    deviations = list(experiment.deviations) + list(preset.deviations if preset else ())
+    deviations = [
+        d.text
+        for d in (*experiment.deviations, *(preset.deviations if preset else ()))
+        if any(d.applies(r["variant"], r["_config"]) for r in everything)
+    ]
     if group.overrides:
         deviations.append(f"Config overrides on the command line: `--set {group.overrides}`.")
     for variant, tuned in sorted({(r["variant"], r["tuned"]) for r in everything if r["tuned"]}):

@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import Experiment, Ordering, Preset, Regime
+from keras_cnns.experiments import Deviation, Experiment, Ordering, Preset, Regime
 
 _NONE = TrainConfig(
     model="dropout_cifar",
@@ -139,7 +139,7 @@ EXPERIMENT = Experiment(
         "are not in the paper: our choice.",
         "One learning rate for all layers (the paper used smaller rates for the input layer).",
         "'same' padding and Glorot-uniform initialisation (not given in the paper).",
-        "Trained on 45,000 images (5,000 held out for validation).",
+        Deviation("Trained on 45,000 images (5,000 held out for validation).", when={"val_size": 5000, "train_subset": None}),
     ),
     orderings=(Ordering("fc", "none"), Ordering("all", "fc")),
 )

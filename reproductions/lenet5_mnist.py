@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import Experiment, Ordering, Preset
+from keras_cnns.experiments import Deviation, Experiment, Ordering, Preset
 
 _LENET5 = TrainConfig(
     model="lenet5",  # Table I C3, trainable subsampling, RBF output, 1.7159 tanh(2a/3)
@@ -108,12 +108,27 @@ EXPERIMENT = Experiment(
     paper_numbers={"lenet5": {"mnist": 0.95}, "lenet5_distort": {"mnist": 0.8}},
     presets={"paper": PAPER, "quick": QUICK, "smoke": SMOKE},
     deviations=(
-        "Adam (lr 1e-3, batches of 32) instead of per-image stochastic diagonal Levenberg-Marquardt.",
+        Deviation(
+            "Adam (lr 1e-3, batches of 32) instead of per-image stochastic diagonal Levenberg-Marquardt.",
+            when={"optimizer": "adam"},
+        ),
+        Deviation(
+            "Plain SGD instead of per-image stochastic diagonal Levenberg-Marquardt.", when={"optimizer": "sgd"}
+        ),
         "Learning rate halved after passes 2, 5, 8 and 12 (the paper's boundaries; its factors differ).",
-        "The paper's MAP criterion (Eq. 9) with j = 5 (the paper gives no value); lenet5_modern, "
-        "with a dense softmax output, uses cross-entropy.",
-        "lenet5_distort: random distortions each batch instead of 540,000 stored distorted images.",
-        "lenet5_modern is a textbook variant, not in the paper: no paper number.",
+        Deviation(
+            "The paper's MAP criterion (Eq. 9) with j = 5 (the paper gives no value).",
+            variants=("lenet5", "lenet5_distort"),
+        ),
+        Deviation(
+            "lenet5_modern is a textbook variant, not in the paper (no paper number): a dense softmax "
+            "output trained with cross-entropy.",
+            variants=("lenet5_modern",),
+        ),
+        Deviation(
+            "lenet5_distort: random distortions each batch instead of 540,000 stored distorted images.",
+            variants=("lenet5_distort",),
+        ),
     ),
     orderings=(Ordering("lenet5_distort", "lenet5"),),
     curves=("train",),

@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import Experiment, Ordering, Preset
+from keras_cnns.experiments import Deviation, Experiment, Ordering, Preset
 
 _RECIPE = TrainConfig(
     model="plain20_cifar",
@@ -90,7 +90,12 @@ PAPER = Preset(
         "divided by 10 after epochs 91 and 136 (32.0k and 47.9k iterations), depths 20, 56 and 110."
     ),
     runtime="not yet measured on a GPU.",
-    deviations=("Warm-up for the 110-layer nets: a fixed epoch at lr 0.01, not 'until training error is below 80%'.",),
+    deviations=(
+        Deviation(
+            "Warm-up for the 110-layer nets: a fixed epoch at lr 0.01, not 'until training error is below 80%'.",
+            variants=("plain110", "resnet110"),
+        ),
+    ),
 )
 
 QUICK = Preset(
@@ -116,7 +121,7 @@ CPU = Preset(
         "2026-12-06; 2.8 hours of wall time beside other jobs, pauses included)."
     ),
     deviations=(
-        "CPU: 10 epochs (3,520 iterations, 5.5% of the paper's 64k), lr / 10 at epochs 5 and 8; no 110-layer nets.",
+        "CPU: 10 epochs, lr / 10 at epochs 5 and 8; no 110-layer nets.",
     ),
     cannot_show=(
         "the paper's final errors (Table 6) or whether ResNet-56 ends below ResNet-20 after "
@@ -150,7 +155,10 @@ EXPERIMENT = Experiment(
     paper_numbers={"resnet20": {"cifar10": 8.75}, "resnet56": {"cifar10": 6.97}, "resnet110": {"cifar10": 6.43}},
     presets={"paper": PAPER, "quick": QUICK, "cpu": CPU, "smoke": SMOKE},
     deviations=(
-        "Trained on 45,000 images (5,000 held out for validation), not 50,000.",
+        Deviation(
+            "Trained on 45,000 images (5,000 held out for validation), not 50,000.",
+            when={"val_size": 5000, "train_subset": None},
+        ),
         "Test error of the final epoch, one run per seed (the paper's 6.43 for ResNet-110 is its best of 5 runs).",
         "Fig. 6's test curves: the validation split's error per epoch stands in for them.",
     ),

@@ -47,7 +47,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import Experiment, Ordering, Preset, Ratio, Sweep
+from keras_cnns.experiments import Deviation, Experiment, Ordering, Preset, Ratio, Sweep
 
 _RELU = TrainConfig(
     model="cifar_4layer",
@@ -141,8 +141,11 @@ CPU = Preset(
         "CPU: 4 learning rates swept for up to 8 epochs (6 for relu_cudaconvnet, 7 for tanh_cudaconvnet); each "
         "run stops after its first epoch at 25% training error (at most 100 epochs), so the "
         "curves end there.",
-        "The *_cudaconvnet variants: cuda-convnet's initialisation and input scale; its biases "
-        "learnt at twice the weights' rate are not reproduced (one learning rate for all).",
+        Deviation(
+            "The *_cudaconvnet variants: cuda-convnet's initialisation and input scale; its biases "
+            "learnt at twice the weights' rate are not reproduced (one learning rate for all).",
+            variants=("relu_cudaconvnet", "tanh_cudaconvnet"),
+        ),
     ),
     cannot_show=(
         "the paper's own net and learning rates (neither is published); each activation's "
@@ -190,7 +193,9 @@ EXPERIMENT = Experiment(
         "The paper's net is not published; cifar_4layer is the cuda-convnet CIFAR net (conv 5x5x32, "
         "max pool, conv 5x5x32, avg pool, conv 5x5x64, avg pool, dense 10), 'same' padding.",
         "Optimiser not given: SGD with momentum 0.9, batches of 128, constant learning rate chosen by the sweep.",
-        "Trained on 45,000 images (5,000 held out for validation).",
+        Deviation(
+            "Trained on 45,000 images (5,000 held out for validation).", when={"val_size": 5000, "train_subset": None}
+        ),
         "Training error is Keras' running accuracy over each epoch, not a separate pass over the training set.",
     ),
     orderings=(Ordering("relu", "tanh"), Ordering("relu_cudaconvnet", "tanh_cudaconvnet")),

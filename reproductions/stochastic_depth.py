@@ -169,5 +169,10 @@ EXPERIMENT = Experiment(
         "errors use every block, scaled by its survival probability).",
     ),
     orderings=(Ordering("stochastic_depth", "constant_depth"),),
-    ratios=(Ratio("stochastic_depth", "constant_depth", "epoch_time", "Seconds per epoch, stochastic / constant depth", paper=0.75),),
+    ratios=(
+        Ratio(
+            "stochastic_depth", "constant_depth", "epoch_time", "Seconds per epoch, stochastic / constant depth",
+            paper=0.75, benchmark="benchmarks/stochastic_depth.md",
+        ),
+    ),
 )
