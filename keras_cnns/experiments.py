@@ -127,6 +127,22 @@ def _deviations(items) -> tuple[Deviation, ...]:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """Another reproduction's numbers, shown beside the paper's: its ``name`` (a column
+    heading), its ``recipe`` in one line (what it trained on, for how long, how it selected the
+    reported epoch) and its values of the experiment's metric, variant -> dataset -> value."""
+
+    name: str
+    recipe: str
+    numbers: Mapping[str, Mapping[str, float]]
+
+    def __post_init__(self):
+        object.__setattr__(
+            self, "numbers", MappingProxyType({k: MappingProxyType(dict(v)) for k, v in self.numbers.items()})
+        )
+
+
+@dataclass(frozen=True)
 class Regime:
     """A condition on a preset's own runs: ``variant``'s final training error (percent) is
     below ``below``, which shows ``meaning`` (for example "the net without dropout overfits").
@@ -239,6 +255,7 @@ class Experiment:
             whose training error, as Keras reports it during the epoch, is at most
             ``target_train_error``).
         paper_numbers: variant -> dataset -> the paper's value of ``metric``.
+        references: other reproductions' numbers, each with its recipe in one line.
         presets: ``"paper"`` and ``"smoke"``, and ``"quick"`` and ``"cpu"`` where they make
             sense; in the order of ``PRESETS``.
         deviations: departures from the paper common to every preset (text, or a
@@ -258,6 +275,7 @@ class Experiment:
     metric: str
     paper_numbers: Mapping[str, Mapping[str, float]]
     presets: Mapping[str, Preset]
+    references: tuple[Reference, ...] = ()
     deviations: tuple[Deviation, ...] = ()
     target_train_error: float = 25.0
     orderings: tuple[Ordering, ...] = ()
@@ -287,6 +305,7 @@ class Experiment:
             if extra:
                 raise ValueError(f"{self.name}: preset {preset_name} has variants not in the paper preset: {sorted(extra)}")
         named = set(self.paper_numbers) | {v for o in self.orderings for v in (o.lower, o.higher)}
+        named |= {v for ref in self.references for v in ref.numbers}
         named |= {v for r in self.ratios for v in (r.numerator, r.denominator)}
         named |= {v for vs in self.panels.values() for v in vs}
         named |= {v for p in self.presets.values() for d in (*self.deviations, *p.deviations) for v in d.variants}

@@ -826,7 +826,19 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     sentences += [s + "." for _, s in regime_results(experiment, rows, group)]
     if preset is not None and preset.cannot_show and claim:
         sentences.append(f"What this preset cannot show: {preset.cannot_show}.")
+        full = Group("paper", "")
+        if group.preset != "paper" and _in(rows, full):
+            sentences.append(
+                f"At full length, [the paper preset](#{_anchor(full)}): {verdict(experiment, rows, full)[0]}"
+            )
     return sentences
+
+
+def _anchor(group: Group) -> str:
+    """The link fragment of a group's section heading (``## Preset `label` ``), as GitHub
+    makes it: lower case, spaces to hyphens, punctuation dropped."""
+    text = f"preset {group.label}".lower()
+    return "".join(c for c in text.replace(" ", "-") if c.isalnum() or c in "-_")
 
 
 def _on(row, rows) -> str:
@@ -884,6 +896,8 @@ def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> byt
                     linewidth=1.0 if name == "train" and len(experiment.curves) > 1 else 2.0,
                     label=f"{variant} {name} (n={n})",
                 )  # fmt: skip
+        for epoch in _lr_changes(done):
+            ax.axvline(epoch + 0.5, color="0.6", linestyle=":", linewidth=1.0)
         if experiment.metric == "epochs_to_train_error":
             ax.axhline(experiment.target_train_error, color="0.4", linestyle=":", linewidth=1.2,
                        label=f"{experiment.target_train_error:g}% target")  # fmt: skip
@@ -897,6 +911,8 @@ def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> byt
         {"train": "training error (dashed)", "val": "validation error (solid)"}[c]
         for c in experiment.curves
     )
+    if _lr_changes(done):
+        what += "; learning-rate changes dotted"
     if len(experiment.curves) == 1:
         what = what.replace(" (dashed)", "").replace(" (solid)", "")
     title = f"{experiment.name}, {group.label} preset, {dataset}: {what}"
@@ -906,6 +922,17 @@ def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> byt
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
+
+
+def _lr_changes(done) -> list[int]:
+    """The epochs after which the learning rate changed, in every run drawn that trained past
+    them (the schedule's drops, drawn as dotted lines between the epochs)."""
+    changes = None
+    for r in done:
+        rates = [h.get("lr") for h in r["_history"]]
+        mine = {e for e in range(1, len(rates)) if None not in (rates[e - 1], rates[e]) and rates[e] != rates[e - 1]}
+        changes = mine if changes is None else changes & mine
+    return sorted(changes or ())
 
 
 def _plot_name(group: Group, dataset: str) -> str:
@@ -998,10 +1025,16 @@ def _write_index(out_dir: str | Path) -> Path:
         found = [g for g in groups(rows) if _in(rows, g)]
         if found:
             presets = ", ".join(f"{g.label} ({_hardware(_in(rows, g))})" for g in found)
-            sentences = verdict(experiment, rows, found[0])
-            # A smoke check's orderings are noise: its headline says so, and is enough here.
-            fraction = training_fraction(experiment, _in(rows, found[0]))
-            summary = " ".join(sentences) if tests_the_claim(experiment, found[0], fraction) else sentences[0]
+            # Every current group that tests the claim, whole; else the first group's headline
+            # (a smoke check's orderings are noise: its headline says so).
+            testing = [
+                g for g in found
+                if not g.earlier_models and tests_the_claim(experiment, g, training_fraction(experiment, _in(rows, g)))
+            ]  # fmt: skip
+            summary = " ".join(
+                " ".join(verdict(experiment, rows, g)) for g in testing
+            ) or verdict(experiment, rows, found[0])[0]
+            summary = summary.replace("](#", f"]({name}/{REPORT_FILE}#")
         else:
             presets = "none yet"
             summary = f"not run yet: `keras-cnns reproduce {name} --preset smoke`"
@@ -1037,7 +1070,7 @@ def _update_front_page(out_dir: Path, table: Sequence[str]) -> None:
     if current.strip() and f"[{prefix}/]({prefix}/README.md)" not in current:
         return  # the block shows another folder (the committed results, not a user's runs/)
     rows = [
-        line.replace("](", f"]({prefix}/", 1) if line.startswith("| [") else line for line in table
+        line.replace("](", f"]({prefix}/") if line.startswith("| [") else line for line in table
     ]
     block = "\n".join(
         [
@@ -1190,6 +1223,8 @@ def _group_section(
     head, body = _summary_table(experiment, rows, group)
     if body:
         lines += _table(head, body) + [""]
+        lines += [f"- {ref.name}: {ref.recipe}" for ref in experiment.references if ref.name in head]
+        lines += [""] if any(ref.name in head for ref in experiment.references) else []
 
     runs = done or everything
     if runs:
@@ -1262,7 +1297,14 @@ def _earlier_models_note(runs) -> str:
 def _summary_table(experiment: Experiment, rows, group: Group) -> tuple[list[str], list[list[str]]]:
     """(head, body) of a group's table: variant | dataset | paper | ours | difference | ..."""
     epochs_metric = experiment.metric == "epochs_to_train_error"
-    head = ["variant", "dataset", "paper", f"ours: {experiment.metric_label()}", "difference"]
+    summaries = summary_rows(experiment, rows, group)
+    # Another reproduction's column only where it has a number for a row of this table.
+    references = [
+        ref for ref in experiment.references
+        if any(ref.numbers.get(r["variant"], {}).get(r["dataset"]) is not None for r in summaries)
+    ]  # fmt: skip
+    head = ["variant", "dataset", "paper", *(ref.name for ref in references)]
+    head += [f"ours: {experiment.metric_label()}", "difference"]
     head += (["seconds to target"] if epochs_metric else []) + [
         "final train error %",
         "epochs",
@@ -1270,9 +1312,10 @@ def _summary_table(experiment: Experiment, rows, group: Group) -> tuple[list[str
         "wall time s",
     ]
     body = []
-    for s in summary_rows(experiment, rows, group):
+    for s in summaries:
         row = [
             s["variant"], s["dataset"], _num(s["paper"]),
+            *(_num(ref.numbers.get(s["variant"], {}).get(s["dataset"])) for ref in references),
             format_stat(s["stat"], digits=1 if epochs_metric else 2, max_epochs=s["epochs"]),
             _signed(s["difference"]),
         ]  # fmt: skip

@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import Deviation, Experiment, Ordering, Preset
+from keras_cnns.experiments import Deviation, Experiment, Ordering, Preset, Reference
 
 _RECIPE = TrainConfig(
     model="plain20_cifar",
@@ -153,6 +153,15 @@ EXPERIMENT = Experiment(
     ),
     metric="test_error",
     paper_numbers={"resnet20": {"cifar10": 8.75}, "resnet56": {"cifar10": 6.97}, "resnet110": {"cifar10": 6.43}},
+    references=(
+        Reference(
+            "akamaster (PyTorch)",
+            "akamaster/pytorch_resnet_cifar10, the best-known PyTorch reproduction: all 50,000 "
+            "training images, 200 epochs, lr / 10 after epochs 100 and 150, the best test epoch "
+            "reported (selected on the test set).",
+            {"resnet20": {"cifar10": 8.27}, "resnet56": {"cifar10": 6.61}, "resnet110": {"cifar10": 6.32}},
+        ),
+    ),
     presets={"paper": PAPER, "quick": QUICK, "cpu": CPU, "smoke": SMOKE},
     deviations=(
         Deviation(

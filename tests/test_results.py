@@ -142,7 +142,9 @@ def test_table_mean_std_difference_and_diverged_runs_kept_apart(tmp_path):
     assert row["difference"] == pytest.approx(12.0 - 8.75)
 
     text = (tmp_path / PVR / "README.md").read_text()
-    assert "| resnet20 | cifar10 | 8.75 | 12.00 ± 2.00 (n=3) | +3.25 |" in text
+    # akamaster's PyTorch reproduction stands beside the paper, its recipe said in one line.
+    assert "| resnet20 | cifar10 | 8.75 | 8.27 | 12.00 ± 2.00 (n=3) | +3.25 |" in text
+    assert "- akamaster (PyTorch): akamaster/pytorch_resnet_cifar10" in text and "best test epoch" in text
     diverged = text.split("Diverged runs (not averaged in):")[1]
     assert "| resnet20 | cifar10 | main | 3 | 2 |" in diverged
 
@@ -618,3 +620,31 @@ def test_a_section_lists_only_the_deviations_its_own_runs_have(tmp_path):
     results.write_report(PVR, tmp_path)
     cpu, smoke = (tmp_path / PVR / "README.md").read_text().split("## Preset `smoke`")
     assert "Trained on 45,000 images" in cpu and "Trained on 45,000 images" not in smoke
+
+
+@pytest.mark.smoke
+def test_a_scaled_down_verdict_links_the_full_length_runs_and_plots_mark_the_drops(tmp_path):
+    cpu = [
+        make_record(PVR, v, 0, preset="cpu", n_train=45_000, test_error=e, train_errors=(60.0, 50.0, 40.0))
+        for v, e in (("resnet20", 17.6), ("resnet56", 33.1))
+    ]
+    full = []
+    for variant, error in (("resnet20", 8.9), ("resnet56", 7.2)):
+        r = make_record(PVR, variant, 0, preset="paper", n_train=45_000, test_error=error, train_errors=_full_history(2.0))
+        for h in r["history"]:
+            h["lr"] = 0.1 if h["epoch"] <= 91 else (0.01 if h["epoch"] <= 136 else 0.001)
+        full.append(r)
+    write_records(tmp_path, PVR, cpu + full)
+    experiment = get_experiment(PVR)
+    rows, _ = results.load_rows(experiment, tmp_path)
+    assert results._lr_changes(results._in(rows, results.Group("paper", ""))) == [91, 136]
+    sentences = results.verdict(experiment, rows, results.Group("cpu", ""))
+    assert sentences[-1].startswith("At full length, [the paper preset](#preset-paper): paper preset, the paper's full training")
+    assert "resnet56 7.20 vs resnet20 8.90 (test error %): the paper's ordering holds" in " ".join(
+        results.verdict(experiment, rows, results.Group("paper", ""))
+    )
+    index = results.write_index(tmp_path).read_text()
+    (line,) = [x for x in index.splitlines() if x.startswith(f"| [{PVR}]")]
+    # Both groups that test the claim, the link pointing into the experiment's page.
+    assert f"[the paper preset]({PVR}/README.md#preset-paper)" in line
+    assert line.index("paper preset, the paper's full training") < line.index("cpu preset, ")
