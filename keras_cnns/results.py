@@ -824,6 +824,7 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     sentences += [o.sentence + "." for o in orderings]
     sentences += [s + "." for s in ratio_results(experiment, rows, group)]
     sentences += [s + "." for _, s in regime_results(experiment, rows, group)]
+    sentences += [s + "." for s in baseline_results(experiment, rows, group)]
     if preset is not None and preset.cannot_show and claim:
         sentences.append(f"What this preset cannot show: {preset.cannot_show}.")
         full = Group("paper", "")
@@ -832,6 +833,43 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
                 f"At full length, [the paper preset](#{_anchor(full)}): {verdict(experiment, rows, full)[0]}"
             )
     return sentences
+
+
+def baseline_results(experiment: Experiment, rows, group: Group) -> list[str]:
+    """For a group run with ``--set`` overrides (another precision, say): each variant's metric
+    against the same preset's runs without them, the seeds paired and the difference read
+    against its noise by ``gap_verdict`` (``HOLDS``: the overrides raise the metric beyond the
+    noise; ``DOES_NOT_HOLD``: they lower it beyond it)."""
+    if not group.overrides:
+        return []
+    base_group = Group(group.preset, "", group.tuned, group.earlier_models)
+    done, base = _in(rows, group), _in(rows, base_group)
+    out = []
+    for dataset in sorted({r["dataset"] for r in done}):
+        for variant in [v for v in experiment.variants if any(r["variant"] == v for r in done)]:
+            mine = _by_seed(done, variant, dataset, "value")
+            theirs = _by_seed(base, variant, dataset, "value")
+            seeds = sorted(set(mine) & set(theirs), key=str)
+            if not seeds:
+                continue
+            ours = cell_stat(done, variant, dataset, "metric")
+            without = cell_stat(base, variant, dataset, "metric")
+            gaps = [mine[s] - theirs[s] for s in seeds]
+            if len(seeds) == 1:
+                reading = f"{gaps[0]:+.2f} (one seed: the noise is not measured)"
+            else:
+                status = gap_verdict(gaps).status
+                size = f"{statistics.fmean(gaps):+.2f} ± {statistics.stdev(gaps):.2f} over {len(seeds)} paired seeds"
+                reading = {
+                    WITHIN_NOISE: f"within the seeds' noise ({size})",
+                    HOLDS: f"higher beyond the seeds' noise ({size})",
+                    DOES_NOT_HOLD: f"lower beyond the seeds' noise ({size})",
+                }[status]
+            out.append(
+                f"{variant} with --set {group.overrides}: {_stat_text(ours)} against {_stat_text(without)} "
+                f"without ({experiment.metric_label()}{' on ' + dataset if len({r['dataset'] for r in done}) > 1 else ''}): {reading}"
+            )
+    return out
 
 
 def _anchor(group: Group) -> str:

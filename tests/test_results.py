@@ -648,3 +648,25 @@ def test_a_scaled_down_verdict_links_the_full_length_runs_and_plots_mark_the_dro
     # Both groups that test the claim, the link pointing into the experiment's page.
     assert f"[the paper preset]({PVR}/README.md#preset-paper)" in line
     assert line.index("paper preset, the paper's full training") < line.index("cpu preset, ")
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    ("bf16", "reading"),
+    [
+        ((17.5, 17.9), "within the seeds' noise (-0.05 ± 0.07 over 2 paired seeds)"),
+        ((19.0, 19.3), "higher beyond the seeds' noise (+1.40 ± 0.00 over 2 paired seeds)"),
+    ],
+)
+def test_an_overrides_group_is_read_against_the_presets_own_runs(tmp_path, bf16, reading):
+    float32 = (17.6, 17.9)
+    write_records(tmp_path, PVR, [
+        make_record(PVR, "resnet20", s, preset="cpu", n_train=45_000, test_error=e, overrides=o)
+        for o, errors in (((), float32), (("precision=mixed_bfloat16",), bf16)) for s, e in enumerate(errors)
+    ])  # fmt: skip
+    experiment = get_experiment(PVR)
+    rows, _ = results.load_rows(experiment, tmp_path)
+    (sentence,) = results.baseline_results(experiment, rows, results.Group("cpu", "precision=mixed_bfloat16"))
+    assert sentence.startswith("resnet20 with --set precision=mixed_bfloat16: ")
+    assert sentence.endswith(reading)
+    assert results.baseline_results(experiment, rows, results.Group("cpu", "")) == []
