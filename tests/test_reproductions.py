@@ -100,6 +100,21 @@ def test_every_cifar_experiment_has_a_cpu_preset_between_smoke_and_paper():
 
 
 @pytest.mark.smoke
+def test_relu_vs_tanh_paper_grid_holds_every_rate_the_cpu_sweep_tries():
+    presets = get_experiment("relu-vs-tanh").presets
+    paper, cpu = presets["paper"].sweep.values, presets["cpu"].sweep.values
+    for variant, rates in cpu.items():
+        assert set(rates) <= set(paper[variant]), variant
+    # The rates the cpu sweep chose (results/relu-vs-tanh, seed 0), each inside the paper grid.
+    chosen = {"relu": 0.04, "tanh": 0.04, "relu_cudaconvnet": 0.004, "tanh_cudaconvnet": 0.016}
+    for variant, rate in chosen.items():
+        grid = paper[variant]
+        assert grid == tuple(sorted(set(grid))) and grid[0] < rate < grid[-1], variant
+    assert paper["relu"] == (0.005, 0.01, 0.02, 0.04, 0.08)
+    assert paper["tanh_cudaconvnet"] == (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032)
+
+
+@pytest.mark.smoke
 @pytest.mark.parametrize("name", NAMES)
 def test_module_header_states_claim_runtimes_and_command(name):
     module = importlib.import_module(experiments.EXPERIMENTS[name])
