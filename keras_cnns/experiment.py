@@ -48,6 +48,10 @@ LR_SCALINGS = ("none", "linear")
 # call, resumed with 1: the same steps in the same order, tests/test_benchmark.py).
 PLACEMENT_FIELDS = ("devices", "steps_per_execution")
 SELECTIONS = ("final", "best_val")
+# What the plateau schedule and early stopping watch on the validation split: the loss (Keras'
+# default), or the error, 1 - accuracy (a net that overfits keeps improving its validation
+# error long after its validation loss has started to rise).
+MONITORS = ("val_loss", "val_error")
 
 # A model_kwargs value must be hashable and JSON-safe: scalars, or tuples of them.
 _SCALARS = (type(None), bool, int, float, str)
@@ -84,7 +88,7 @@ class TrainConfig:
             as the Torch and PyTorch ResNet implementations decay them).
         schedule: ``"constant"``, ``"step"`` (multiply by ``lr_factor`` at each of
             ``lr_boundaries``), ``"plateau"`` (multiply by ``lr_factor`` after
-            ``plateau_patience`` epochs without a lower validation loss), ``"cosine"`` (to 0 at
+            ``plateau_patience`` epochs without a lower ``monitor``), ``"cosine"`` (to 0 at
             the last step) or ``"onecycle"`` (linear up to ``learning_rate`` over the first 30%
             of steps from ``learning_rate / 25``, then linear down to ``learning_rate / 25e4``).
         lr_boundaries: step schedule: epoch counts after which the learning rate is
@@ -97,8 +101,11 @@ class TrainConfig:
         warmup_lr: a constant learning rate during the warm-up (He et al. 2016's ResNet-110:
             0.01 for about 400 steps).
         plateau_patience: epochs without improvement before a plateau reduction.
-        early_stopping_patience: stop after this many epochs without a lower validation loss
+        early_stopping_patience: stop after this many epochs without a lower ``monitor``
             (``None``: never).
+        monitor: what ``schedule="plateau"`` and ``early_stopping_patience`` watch:
+            ``"val_loss"`` (the validation loss) or ``"val_error"`` (1 - validation accuracy:
+            a net without dropout overfits in loss long before its error stops improving).
         stop_at_train_error: stop after the first epoch whose training error (percent, Keras'
             running accuracy over the epoch) is at most this (``None``: never): for
             experiments that measure the epochs to a training-error target.
@@ -152,6 +159,7 @@ class TrainConfig:
     warmup_lr: float | None = None
     plateau_patience: int = 5
     early_stopping_patience: int | None = None
+    monitor: str = "val_loss"
     stop_at_train_error: float | None = None
     preprocess: str = "standardize"
     augment: tuple[str, ...] = ()
@@ -194,6 +202,12 @@ class TrainConfig:
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("select", self.select, SELECTIONS)
         _check_choice("lr_scaling", self.lr_scaling, LR_SCALINGS)
+        _check_choice("monitor", self.monitor, MONITORS)
+        if self.monitor != "val_loss" and self.schedule != "plateau" and self.early_stopping_patience is None:
+            raise UserError(
+                f"monitor={self.monitor} is used by schedule=plateau and early_stopping_patience "
+                "only; set one of them or drop monitor"
+            )
         for name in self.augment:
             _check_choice("augment", name, augmentations)
         if len(set(self.augment)) != len(self.augment):

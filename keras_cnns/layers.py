@@ -294,10 +294,15 @@ class EuclideanRBF(keras.layers.Layer):
     The paper's unit outputs the penalty ``y_i = sum_j (x_j - w_ij)^2``; its negation is a
     logit, so the softmax cross-entropy in the loss favours the closest prototype.
 
-    Deviation from paper: the paper's prototypes are stylised 7x12 bitmaps of the characters
-    (+1/-1 pixels). We have no bitmaps, so each class gets a +1/-1 code drawn from
-    ``numpy.random.default_rng(seed)``; class ``i``'s code is the ``i``-th row drawn, so it does
-    not depend on ``units``. The prototypes are a non-trainable weight (84 * classes numbers).
+    Deviation from paper: the paper's prototypes are hand-designed stylised images of the
+    characters drawn on a 7x12 bitmap (+1/-1 pixels, Fig. 3; hence F6's 84 units), and they
+    are deliberately not orthogonal: confusable characters (O, o and 0, say) get similar codes
+    (Sec. II-B, which names random codes as the alternative it did not take). We do not have
+    those bitmaps exactly, so the prototypes here are RANDOM codes of +1/-1 bits (84 = 7x12 for
+    LeNet-5; no bitmap layout), drawn from ``numpy.random.default_rng(seed)``, fixed (not
+    trained): close to orthogonal, any two differing in about half their bits. Class ``i``'s
+    code is the ``i``-th row drawn, so it does not depend on ``units``. The prototypes are a
+    non-trainable weight (84 * classes numbers).
 
     Args:
         units: number of classes.

@@ -23,6 +23,7 @@ from keras_cnns.errors import UserError
 from keras_cnns.experiment import (
     LOSSES,
     LR_SCALINGS,
+    MONITORS,
     OPTIMIZERS,
     PRECISIONS,
     SCHEDULES,
@@ -205,6 +206,16 @@ INVALID["warmup_lr"] = st.one_of(
     one("warmup_lr", st.one_of(st.floats(max_value=0.0), not_a_number), warmup_epochs=1.0),
     one("warmup_lr", st.floats(0.001, 1.0)),  # without a warm-up to last for
 )
+VALID["monitor"] = st.one_of(
+    one("monitor", st.sampled_from(MONITORS), early_stopping_patience=3),
+    one("monitor", st.sampled_from(MONITORS), schedule="plateau"),
+    one("monitor", st.just("val_loss")),
+)
+INVALID["monitor"] = st.one_of(
+    one("monitor", st.one_of(short_text.filter(lambda t: t not in MONITORS), not_text, st.none()),
+        early_stopping_patience=3),
+    one("monitor", st.just("val_error")),  # nothing watches it: no plateau, no early stopping
+)  # fmt: skip
 VALID["preprocess"], INVALID["preprocess"] = choice("preprocess", data.PREPROCESSING)
 VALID["augment"] = one(
     "augment", st.lists(st.sampled_from(data.AUGMENTATIONS), unique=True, max_size=4).map(tuple)

@@ -126,6 +126,8 @@ def test_overrides_are_parsed_by_field_type():
         ("batch_size=0", ("batch_size", "positive")),
         ("precision=fp16", ("precision", "mixed_bfloat16")),
         ("dataset=svhn", ("dataset", "cifar100")),
+        ("monitor=val_acc", ("monitor", "val_error")),
+        ("monitor=val_error", ("monitor", "schedule=plateau", "early_stopping_patience")),
     ],
 )
 def test_bad_overrides_are_one_line_user_errors(item, words):
@@ -180,6 +182,7 @@ def test_run_id_is_stable_and_changes_with_every_field():
         "warmup_lr": None,  # needs warmup_epochs: set below
         "plateau_patience": 3,
         "early_stopping_patience": 4,
+        "monitor": None,  # needs a rule that watches it: set below
         "stop_at_train_error": 25.0,
         "preprocess": "pixel_mean",
         "augment": ("flip",),
@@ -202,6 +205,7 @@ def test_run_id_is_stable_and_changes_with_every_field():
     changed["lr_boundaries"] = {"lr_boundaries": (5,), "schedule": "step"}
     changed["warmup_lr"] = {"warmup_lr": 0.01, "warmup_epochs": 1.0}
     changed["image_size"] = {"image_size": 64, "dataset": "imagenet2012"}
+    changed["monitor"] = {"monitor": "val_error", "early_stopping_patience": 4}
     assert set(changed) == {f.name for f in dataclasses.fields(TrainConfig)}
     for field in PLACEMENT_FIELDS:
         placed = config.replace(**{field: changed.pop(field)})

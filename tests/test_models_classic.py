@@ -229,6 +229,15 @@ def test_euclidean_rbf_logits_are_minus_squared_distances_to_fixed_codes():
 
 
 @pytest.mark.smoke
+def test_lenet5_prototypes_are_random_codes_not_the_papers_bitmaps():
+    # What the docs and the lenet5-mnist deviations say: random +-1 codes of 84 bits, any two
+    # of the ten differing in 34 to 52 bits (the paper's bitmaps make confusable classes close).
+    codes = _value(build_model("lenet5").get_layer("logits").prototypes).T  # (10, 84)
+    distances = [int((a != b).sum()) for i, a in enumerate(codes) for b in codes[i + 1 :]]
+    assert codes.shape == (10, 84) and (min(distances), max(distances)) == (34, 52)
+
+
+@pytest.mark.smoke
 def test_lenet5_respects_num_classes():
     model = _skeleton("lenet5", num_classes=5)
     assert model.output_shape == (None, 5)

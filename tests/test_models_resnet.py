@@ -22,6 +22,7 @@ import pytest
 from keras_cnns import build_model, get_entry, list_models
 from keras_cnns.errors import UserError
 from keras_cnns.layers import DeepFunctional, RecursionLimit, StochasticDepth, ZeroPadShortcut
+from keras_cnns.models.cifar_nets import SPECS, max_norm_bounds
 from keras_cnns.models.resnet import survival_probabilities
 
 
@@ -459,20 +460,53 @@ def test_dropout_placement(placement, rates):
     assert found == rates
 
 
+def _weighted(model) -> list:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D | keras.layers.Dense)]
+
+
 @pytest.mark.smoke
-def test_dropout_cifar_max_norm_on_every_kernel():
-    model = _small("dropout_cifar")
-    weighted = [
-        layer
-        for layer in model.layers
-        if isinstance(layer, keras.layers.Conv2D | keras.layers.Dense)
-    ]
-    assert len(weighted) == 6
-    for layer in weighted:
+@pytest.mark.parametrize(
+    "placement, bounds",
+    [
+        # c = 4 times the retention probability of each layer's input; conv1..conv3, fc1, fc2,
+        # logits. all: 4 * 0.9 after input dropout 0.1, 4 * 0.75 after 0.25, 4 * 0.5 after 0.5.
+        ("all", [3.6, 3.0, 3.0, 2.0, 2.0, 2.0]),
+        ("fc", [4.0, 4.0, 4.0, 4.0, 2.0, 2.0]),
+        ("none", [4.0] * 6),
+    ],
+)
+def test_dropout_cifar_max_norm_is_the_papers_bound_under_inverted_dropout(placement, bounds):
+    assert max_norm_bounds(SPECS["dropout_cifar"], placement) == pytest.approx(bounds)
+    weighted = _weighted(_small("dropout_cifar", dropout=placement))
+    names = ["conv1_conv", "conv2_conv", "conv3_conv", "fc1_dense", "fc2_dense", "logits"]
+    assert [layer.name for layer in weighted] == names
+    for layer, bound in zip(weighted, bounds, strict=True):
         constraint = layer.kernel_constraint
-        assert isinstance(constraint, keras.constraints.MaxNorm) and constraint.max_value == 4.0
+        assert isinstance(constraint, keras.constraints.MaxNorm), layer.name
+        assert constraint.max_value == pytest.approx(bound), layer.name
         conv = isinstance(layer, keras.layers.Conv2D)
+        # One output unit's incoming weights: a conv kernel's (kh, kw, in) slice.
         assert list(np.atleast_1d(constraint.axis)) == ([0, 1, 2] if conv else [0])
+
+
+@pytest.mark.smoke
+def test_dropout_cifar_max_norm_bounds_the_kernel_keras_trains():
+    # A kernel column of norm 10 behind fc2's 0.5 dropout is rescaled to norm 2 (= 4 * 0.5).
+    layer = _small("dropout_cifar", dropout="all").get_layer("logits")
+    kernel = np.zeros(layer.kernel.shape, dtype="float32")
+    kernel[:2, 0] = (6.0, 8.0)
+    bounded = np.asarray(layer.kernel_constraint(keras.ops.convert_to_tensor(kernel)))
+    assert np.linalg.norm(bounded[:, 0]) == pytest.approx(2.0, rel=1e-5)
+
+
+@pytest.mark.smoke
+def test_dropout_cifar_without_max_norm_has_no_constraint_and_the_same_parameters():
+    model = build_model("dropout_cifar", dropout="none", max_norm=False)
+    assert all(layer.kernel_constraint is None for layer in _weighted(model))
+    assert _counts(model) == PINNED["dropout_cifar"]
+    # The bounds changed what the net computes: a new revision keeps earlier runs apart.
+    entry = get_entry("dropout_cifar")
+    assert entry.revision == 2 and "retention probability" in entry.revision_note
 
 
 @pytest.mark.smoke
@@ -521,6 +555,8 @@ def test_cifar_4layer_cuda_convnet_init_draws_each_layers_gaussian(tmp_path):
         ("cifar_4layer", {"dropout": "all"}, "no dropout rates"),
         ("cifar_4layer", {"init": "he"}, "init='he' is not valid"),
         ("dropout_cifar", {"init": "cuda_convnet"}, "no cuda-convnet initialisation"),
+        ("cifar_4layer", {"max_norm": True}, "no max-norm bound"),
+        ("dropout_cifar", {"max_norm": "yes"}, "max_norm='yes' is not valid"),
         ("resnet50", {"growth_rate": 12}, "takes no option 'growth_rate'"),
     ],
 )

@@ -39,7 +39,10 @@ SHRINKING = {
 STATED_EXCEPTIONS = {
     ("stochastic-depth", "smoke"): {"model"},
     ("stochastic-depth", "cpu"): {"model", "augment"},  # no augmentation: see its deviations
-    ("dropout-cifar", "smoke"): {"preprocess"},
+    # Each variant trains until its own validation error stops improving (plateau, early
+    # stopping on the validation error) and is tested at its best validation epoch.
+    ("dropout-cifar", "cpu"): {"plateau_patience", "early_stopping_patience", "monitor", "select"},
+    ("dropout-cifar", "smoke"): {"preprocess", "plateau_patience", "early_stopping_patience", "monitor", "select"},
     ("resnet50-imagenet", "smoke"): {"image_size"},  # 32x32 crops: a CPU pipeline check
 }
 
@@ -97,6 +100,38 @@ def test_every_cifar_experiment_has_a_cpu_preset_between_smoke_and_paper():
                 small.train_subset or 45_000
             )
         assert cpu.deviations, name  # a scaled-down preset says how
+
+
+@pytest.mark.smoke
+def test_dropout_cpu_trains_each_variant_until_its_validation_error_stops_improving():
+    experiment = get_experiment("dropout-cifar")
+    for preset_name in ("cpu", "smoke"):
+        for variant, config in experiment.presets[preset_name].configs.items():
+            assert (config.schedule, config.monitor, config.select) == ("plateau", "val_error", "best_val")
+            # A cut of the rate gets epochs to improve on the best before the run stops.
+            assert config.early_stopping_patience > config.plateau_patience, (preset_name, variant)
+            # The baseline without dropout has no max-norm either; the dropout nets have it.
+            assert dict(config.model_kwargs)["max_norm"] is (variant != "none")
+    cpu = experiment.presets["cpu"]
+    for config in cpu.configs.values():
+        # About an hour a variant at most: 50 s an epoch of 10,000 images on two cores.
+        assert config.epochs * config.train_subset / 10_000 * 50 <= 3600
+    assert "not yet measured" in cpu.runtime
+
+
+@pytest.mark.smoke
+def test_relu_vs_tanh_paper_grid_holds_every_rate_the_cpu_sweep_tries():
+    presets = get_experiment("relu-vs-tanh").presets
+    paper, cpu = presets["paper"].sweep.values, presets["cpu"].sweep.values
+    for variant, rates in cpu.items():
+        assert set(rates) <= set(paper[variant]), variant
+    # The rates the cpu sweep chose (results/relu-vs-tanh, seed 0), each inside the paper grid.
+    chosen = {"relu": 0.04, "tanh": 0.04, "relu_cudaconvnet": 0.004, "tanh_cudaconvnet": 0.016}
+    for variant, rate in chosen.items():
+        grid = paper[variant]
+        assert grid == tuple(sorted(set(grid))) and grid[0] < rate < grid[-1], variant
+    assert paper["relu"] == (0.005, 0.01, 0.02, 0.04, 0.08)
+    assert paper["tanh_cudaconvnet"] == (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032)
 
 
 @pytest.mark.smoke

@@ -114,6 +114,45 @@ def test_plateau_and_early_stopping_rules():
     assert stops == [False, False, False, False, True]
 
 
+@pytest.mark.smoke
+def test_early_stopping_and_plateau_on_the_validation_error():
+    # An overfitting net: its validation loss rises from epoch 2 while its error still falls
+    # until epoch 4 (made-up numbers).
+    epochs = [
+        {"val_loss": 1.00, "val_accuracy": 0.60},
+        {"val_loss": 1.10, "val_accuracy": 0.65},
+        {"val_loss": 1.20, "val_accuracy": 0.70},
+        {"val_loss": 1.30, "val_accuracy": 0.72},
+        {"val_loss": 1.40, "val_accuracy": 0.71},
+        {"val_loss": 1.50, "val_accuracy": 0.72},
+    ]
+    assert training.monitored_value(epochs[3], "val_error") == pytest.approx(0.28)
+    assert training.monitored_value(epochs[3], "val_loss") == 1.30
+    assert training.monitored_value({"val_loss": None, "val_accuracy": None}, "val_error") is None
+
+    def run(monitor):
+        best, wait, stops, lr, lrs = None, 0, [], 0.1, []
+        p_best, p_wait = None, 0
+        for entry in epochs:
+            value = training.monitored_value(entry, monitor)
+            best, wait, stop = training.early_stopping_step(value, best=best, wait=wait, patience=2)
+            p_best, p_wait, lr = training.plateau_step(value, best=p_best, wait=p_wait, lr=lr, patience=1, factor=0.1)
+            stops.append(stop)
+            lrs.append(lr)
+        return best, stops, lrs
+
+    # On the loss: no improvement after epoch 1, so it stops after epoch 3 and the rate is cut
+    # after every epoch from the second.
+    best, stops, lrs = run("val_loss")
+    assert best == 1.0 and stops.index(True) == 2
+    assert lrs == pytest.approx([0.1, 0.01, 0.001, 1e-4, 1e-5, 1e-6])
+    # On the error: it improves until epoch 4 (0.28; epoch 6 only equals it), so the stop comes
+    # two epochs later, after epoch 6, and the first cut after epoch 5.
+    best, stops, lrs = run("val_error")
+    assert best == pytest.approx(0.28) and stops == [False] * 5 + [True]
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.01, 0.001])
+
+
 # --- weight decay and precision ----------------------------------------------------------------
 
 
@@ -399,6 +438,27 @@ def test_plateau_lowers_the_rate_and_early_stopping_stops(tmp_path, data_dir):
     assert len({h["val_loss"] for h in history}) == 1
     assert [h["lr"] for h in history] == pytest.approx([1e-30, 1e-30, 1e-31], rel=1e-6)
     assert record["stopped_early"] is True and record["selected_epoch"] == 3
+
+
+def test_early_stopping_on_the_validation_error_continues_its_wait_after_a_resume(tmp_path, data_dir):
+    # A rate so small the weights cannot change: the validation error never improves after
+    # epoch 1, so patience 2 stops the run after epoch 3 of 5, interrupted in epoch 3 or not.
+    # A resume that forgot the wait count would train a fourth epoch.
+    config = _mnist(
+        optimizer="sgd", momentum=0.0, learning_rate=1e-30, schedule="plateau", plateau_patience=1,
+        early_stopping_patience=2, monitor="val_error", epochs=5,
+    )  # fmt: skip
+    with pytest.raises(_Interrupt):
+        training.train(config, out_dir=tmp_path, data_dir=data_dir, verbose=0, callbacks=[_InterruptMidEpoch(2)])
+    state = json.loads((tmp_path / "checkpoints" / config.run_id() / "state.json").read_text())
+    first = state["history"][0]
+    assert state["epochs_done"] == 2 and (state["stop_wait"], state["plateau_wait"]) == (1, 0)
+    # Both rules hold the best validation ERROR (not the loss).
+    assert state["stop_best"] == state["plateau_best"] == pytest.approx(1.0 - first["val_accuracy"])
+    record = training.train(config, out_dir=tmp_path, data_dir=data_dir, verbose=0)
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
+    assert [h["lr"] for h in record["history"]] == pytest.approx([1e-30, 1e-30, 1e-31], rel=1e-6)
+    assert record["stopped_early"] is True and record["config"]["monitor"] == "val_error"
 
 
 def test_stop_at_train_error_ends_the_run_after_the_first_epoch_at_the_target(tmp_path, data_dir):

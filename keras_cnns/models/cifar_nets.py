@@ -8,6 +8,14 @@ max pooling at stride 2; two dense layers of 2048 units; ReLU; max-norm c = 4 on
 retention probabilities 0.9 (input), 0.75, 0.75, 0.5 (after the conv blocks), 0.5, 0.5
 (after the dense layers).
 
+Max-norm as the paper means it (Sec. 5.1, App. B.2): the paper trains with unscaled dropout
+and multiplies the weights by the retention probability ``p`` at test time; Keras' ``Dropout``
+divides the kept activations by ``p`` while training instead, so a Keras kernel is ``p`` times
+the paper's, where ``p`` is the retention probability of the layer's INPUT (1 where no dropout
+precedes it). The paper's bound ``||w|| <= c`` on each unit's incoming weights is therefore
+``c * p`` here, per layer (``max_norm_bounds``): 3.6 on the first conv after input dropout
+0.1, 2.0 after a 0.5 dropout, ``c`` itself where no dropout precedes the layer.
+
 ``cifar_4layer``: Krizhevsky, Sutskever, Hinton, "ImageNet Classification with Deep
 Convolutional Neural Networks", NIPS 2012, Figure 1 (ReLU reaches 25% training error on
 CIFAR-10 six times faster than tanh). The paper does not give the net; this is the classic
@@ -65,7 +73,8 @@ class CifarNetSpec:
         convs: the conv layers, input to output.
         dense: the hidden dense layers.
         input_dropout: dropout rate on the input image.
-        max_norm: max-norm bound ``c`` on every weight vector (``None``: unconstrained).
+        max_norm: the paper's max-norm bound ``c`` on every unit's incoming weight vector,
+            in the paper's (unscaled-dropout) terms (``None``: the net has none).
         logits_init_std: the output layer's Gaussian std for ``init="cuda_convnet"`` (set
             together with every conv layer's ``init_std``; ``None``: not available).
     """
@@ -102,6 +111,45 @@ SPECS: dict[str, CifarNetSpec] = {
 }
 
 
+def applied_dropout(spec: CifarNetSpec, dropout: str) -> tuple[float, ...]:
+    """The dropout rate in front of each weighted layer under a placement: the input's before
+    the first conv, each conv block's before the next layer, each dense layer's before the
+    next one (the last before the logits); 0 where the placement puts none.
+
+    Args:
+        spec: a ``SPECS`` entry.
+        dropout: ``"none"``, ``"fc"`` or ``"all"`` (see ``build_cifar_net``).
+
+    Returns:
+        One rate per weighted layer, input to output (the convs, the hidden dense layers, the
+        logits): the one table both the ``Dropout`` layers and the max-norm bounds come from.
+    """
+    check_choice("dropout", dropout, DROPOUT_PLACEMENTS)
+    in_convs = dropout == "all"
+    in_dense = dropout != "none"
+    return (
+        spec.input_dropout if in_convs else 0.0,
+        *(c.dropout if in_convs else 0.0 for c in spec.convs),
+        *(d.dropout if in_dense else 0.0 for d in spec.dense),
+    )
+
+
+def max_norm_bounds(spec: CifarNetSpec, dropout: str) -> tuple[float, ...]:
+    """Each weighted layer's max-norm bound on its Keras kernel: ``c * p_in``.
+
+    Keras' inverted dropout trains the kernel that the paper would multiply by ``p_in`` (the
+    retention probability of the layer's input) at test time, so the paper's ``||w|| <= c``
+    is ``||w_keras|| <= c * p_in``. With ``c = 4`` and dropout in all layers: 3.6 (conv1,
+    after input dropout 0.1), 3.0, 3.0, 2.0, 2.0, 2.0.
+
+    Raises:
+        UserError: the spec has no max-norm bound.
+    """
+    if spec.max_norm is None:
+        raise UserError("this net has no max-norm bound in its spec")
+    return tuple(spec.max_norm * (1.0 - rate) for rate in applied_dropout(spec, dropout))
+
+
 def build_cifar_net(
     spec: CifarNetSpec,
     *,
@@ -111,6 +159,7 @@ def build_cifar_net(
     activation="relu",
     dropout: str = "none",
     init: str = "glorot_uniform",
+    max_norm: bool = False,
 ):
     """Build a small CIFAR net that returns logits.
 
@@ -125,30 +174,42 @@ def build_cifar_net(
             ``"all"`` (also on the input and after every conv block).
         init: ``"glorot_uniform"`` (Keras' default) or ``"cuda_convnet"`` (zero-mean
             Gaussians with the spec's per-layer stds, biases zero; nets whose spec has them).
+        max_norm: bound every kernel's per-unit norms by the spec's ``c`` as the paper meant
+            it, ``c`` times the retention probability of the layer's input
+            (``max_norm_bounds``); nets whose spec has a bound (``dropout_cifar`` registers
+            ``True``).
 
     Returns:
         A ``keras.Model`` mapping images to float32 logits.
     """
-    check_choice("dropout", dropout, DROPOUT_PLACEMENTS)
+    rates = applied_dropout(spec, dropout)  # checks the placement
     check_activation(activation)
     check_choice("init", init, INITS)
+    check_choice("max_norm", max_norm, (True, False))
     stds = [c.init_std for c in spec.convs] + [spec.logits_init_std]
     if init == "cuda_convnet" and (spec.dense or None in stds):
         raise UserError(f"model {name!r} has no cuda-convnet initialisation in its spec; use init='glorot_uniform'")
-    rates = [spec.input_dropout, *(c.dropout for c in spec.convs), *(d.dropout for d in spec.dense)]
     if dropout != "none" and not any(rates):
         raise UserError(f"model {name!r} has no dropout rates in its spec; use dropout='none'")
+    if max_norm and spec.max_norm is None:
+        raise UserError(f"model {name!r} has no max-norm bound in its spec; use max_norm=False")
     import keras
     from keras import layers
 
     from keras_cnns.blocks import activation_name, classifier_head, model_input
 
     act = activation_name(activation)
-    c = spec.max_norm
-    # A conv kernel's weight vector is one output unit's (kh, kw, in) slice: axes 0, 1, 2.
-    conv_norm = keras.constraints.MaxNorm(c, axis=[0, 1, 2]) if c else None
-    dense_norm = keras.constraints.MaxNorm(c, axis=0) if c else None
-    in_convs = dropout == "all"
+    # rates[k] and bounds[k] belong to weighted layer k (conv1 is 0, the logits the last):
+    # the dropout in front of it and its kernel's bound.
+    bounds = max_norm_bounds(spec, dropout) if max_norm else (None,) * len(rates)
+    n_convs = len(spec.convs)
+
+    def drop(x, k, layer_name):
+        return layers.Dropout(rates[k], name=layer_name)(x) if rates[k] else x
+
+    def constraint(k, axis):
+        # A conv kernel's weight vector is one output unit's (kh, kw, in) slice: axes 0, 1, 2.
+        return keras.constraints.MaxNorm(bounds[k], axis=axis) if bounds[k] is not None else None
 
     def initializer(std):
         if init == "glorot_uniform":
@@ -156,37 +217,43 @@ def build_cifar_net(
         return keras.initializers.RandomNormal(stddev=std)
 
     inputs = model_input(input_shape)
-    x = inputs
-    if in_convs and spec.input_dropout:
-        x = layers.Dropout(spec.input_dropout, name="input_drop")(x)
+    x = drop(inputs, 0, "input_drop")
     for i, conv in enumerate(spec.convs, start=1):
         x = layers.Conv2D(
             conv.filters,
             conv.kernel_size,
             padding="same",
             kernel_initializer=initializer(conv.init_std),
-            kernel_constraint=conv_norm,
+            kernel_constraint=constraint(i - 1, [0, 1, 2]),
             name=f"conv{i}_conv",
         )(x)
         x = layers.Activation(activation, name=f"conv{i}_{act}")(x)
         pool = layers.MaxPooling2D if conv.pool == "max" else layers.AveragePooling2D
         x = pool(conv.pool_size, strides=conv.pool_strides, padding="same", name=f"conv{i}_pool")(x)
-        if in_convs and conv.dropout:
-            x = layers.Dropout(conv.dropout, name=f"conv{i}_drop")(x)
+        x = drop(x, i, f"conv{i}_drop")
     x = layers.Flatten(name="flatten")(x)
     for i, dense in enumerate(spec.dense, start=1):
-        x = layers.Dense(dense.units, kernel_constraint=dense_norm, name=f"fc{i}_dense")(x)
+        x = layers.Dense(dense.units, kernel_constraint=constraint(n_convs + i - 1, 0), name=f"fc{i}_dense")(x)
         x = layers.Activation(activation, name=f"fc{i}_{act}")(x)
-        if dropout != "none" and dense.dropout:
-            x = layers.Dropout(dense.dropout, name=f"fc{i}_drop")(x)
+        x = drop(x, n_convs + i, f"fc{i}_drop")
     outputs = classifier_head(
         x,
         num_classes,
         name="logits",
         kernel_initializer=initializer(spec.logits_init_std),
-        kernel_constraint=dense_norm,
+        kernel_constraint=constraint(len(rates) - 1, 0),
     )
     return keras.Model(inputs, outputs, name=name)
+
+
+# Revision 2 changed what dropout_cifar computes (names and parameter counts are unchanged), so
+# runs of revision 1 are kept apart from them.
+DROPOUT_CIFAR_REVISION = 2
+DROPOUT_CIFAR_REVISION_NOTE = (
+    "max-norm bounds each layer's kernel by c times the retention probability of its input, "
+    "the paper's bound under Keras' inverted dropout (revision 1 bounded every kernel by 4, "
+    "8 in the paper's terms after a 0.5 dropout), and it is a builder option (max_norm)"
+)
 
 
 registry.register(
@@ -197,10 +264,13 @@ registry.register(
     paper="Srivastava et al. 2014, Dropout, App. B.2, Table 4",
     input_shape=(32, 32, 3),
     num_classes=10,
-    description="3 conv (96/128/256, 5x5) + 2x2048 dense, max-norm 4; dropout none|fc|all",
+    description="3 conv (96/128/256, 5x5) + 2x2048 dense, max-norm 4 (paper's terms); dropout none|fc|all",
     # Three halvings take 8x8 down to 1x1.
     small_input_shape=(8, 8, 3),
+    revision=DROPOUT_CIFAR_REVISION,
+    revision_note=DROPOUT_CIFAR_REVISION_NOTE,
     dropout="all",
+    max_norm=True,
 )
 registry.register(
     "cifar_4layer",

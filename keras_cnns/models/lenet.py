@@ -17,9 +17,10 @@ Two variants, one builder:
   classes. It keeps the scaled tanh (``activation`` changes it), so the two variants differ
   only in C3, S2/S4 and the output layer.
 
-Deviation from paper: the RBF prototypes are fixed +1/-1 codes drawn from a fixed seed, not
-stylised 7x12 bitmaps of the characters (see ``layers.EuclideanRBF``); initialisation is
-Keras's Glorot uniform, not the paper's uniform(+-2.4 / fan-in).
+Deviation from paper: the RBF prototypes are random +1/-1 codes of 84 = 7x12 bits, fixed
+(not trained) and drawn from a fixed seed, not the paper's stylised 7x12 bitmaps of the
+characters (Fig. 3), which are deliberately not orthogonal (see ``layers.EuclideanRBF``);
+initialisation is Keras's Glorot uniform, not the paper's uniform(+-2.4 / fan-in).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class LeNetSpec:
         c1_filters: C1 feature maps.
         c3_filters: C3 feature maps (16, the columns of Table I when ``partial_c3``).
         c5_filters: C5 feature maps.
-        f6_units: F6 units (84: one per pixel of the 7x12 prototype bitmaps).
+        f6_units: F6 units (84: one per pixel of the paper's 7x12 prototype bitmaps; here
+            the length of the random prototype codes).
         kernel_size: side of every convolution kernel.
         pool_size: side and stride of S2 and S4.
         partial_c3: C3 connected per Table I (else every S2 map feeds every C3 map).
@@ -158,7 +160,7 @@ def build_lenet(
         name: model name (the registry name).
         activation: ``"scaled_tanh"`` (the paper's 1.7159 tanh(2a/3)) or a Keras activation.
         dropout: dropout rate after F6 (not in the paper; 0 adds no layer).
-        rbf_seed: seed of the fixed RBF prototype codes (``rbf_output`` variants only).
+        rbf_seed: seed of the random, fixed RBF prototype codes (``rbf_output`` variants only).
 
     Returns:
         A ``keras.Model``; for ``rbf_output`` the logits are minus the squared Euclidean

@@ -94,6 +94,7 @@ from keras_cnns.training.schedules import (
     SchedulePlan,
     early_stopping_step,
     learning_rate_at,
+    monitored_value,
     plateau_step,
 )
 
@@ -104,6 +105,6 @@ __all__ = [
     "RunState", "SchedulePlan", "StopOnNonFinite", "apply_l2", "compile_for_training",
     "decayed_variables", "deterministic_kernels", "device_data_fits", "dtype_policy",
     "early_stopping_step", "fit_epoch", "git_revision", "learning_rate_at", "make_feed",
-    "make_optimizer", "plateau_step", "reset_seed_generators", "steps_per_execution",
+    "make_optimizer", "monitored_value", "plateau_step", "reset_seed_generators", "steps_per_execution",
     "tensorboard_available", "train", "wrap_with_augmenter",
 ]  # fmt: skip

@@ -43,7 +43,7 @@ class RunState:
     wall_time: float = 0.0
     started: str = ""
     lr: float | None = None  # plateau: the current (reduced) learning rate
-    plateau_best: float | None = None
+    plateau_best: float | None = None  # plateau and early stopping: the best of config.monitor
     plateau_wait: int = 0
     stop_best: float | None = None
     stop_wait: int = 0

@@ -51,7 +51,12 @@ from keras_cnns.training.environment import (
 )
 from keras_cnns.training.feeds import HostFeed, fit_epoch, make_feed, reset_seed_generators
 from keras_cnns.training.optimizers import compile_for_training
-from keras_cnns.training.schedules import early_stopping_step, learning_rate_at, plateau_step
+from keras_cnns.training.schedules import (
+    early_stopping_step,
+    learning_rate_at,
+    monitored_value,
+    plateau_step,
+)
 
 RECORDS_FILE = "records.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -360,20 +365,21 @@ class _Run:
         return learning_rate_at(self.config, last_step, self.steps_per_epoch)
 
     def _after_epoch(self, epoch: int, entry: dict) -> None:
-        """Plateau, early stopping (on the validation loss or at a training-error target) and
+        """Plateau, early stopping (on ``config.monitor``, or at a training-error target) and
         best-epoch bookkeeping, then the checkpoint."""
         config, state = self.config, self.state
-        val_loss, val_accuracy = entry["val_loss"], entry["val_accuracy"]
-        if config.schedule == "plateau" and val_loss is not None:
+        val_accuracy = entry["val_accuracy"]
+        monitored = monitored_value(entry, config.monitor)
+        if config.schedule == "plateau" and monitored is not None:
             lr = state.lr if state.lr is not None else config.scaled_learning_rate
             state.plateau_best, state.plateau_wait, state.lr = plateau_step(
-                val_loss, best=state.plateau_best, wait=state.plateau_wait, lr=lr,
+                monitored, best=state.plateau_best, wait=state.plateau_wait, lr=lr,
                 patience=config.plateau_patience, factor=config.lr_factor,
             )  # fmt: skip
             self.wrapper.optimizer.learning_rate = state.lr
-        if config.early_stopping_patience is not None and val_loss is not None:
+        if config.early_stopping_patience is not None and monitored is not None:
             state.stop_best, state.stop_wait, state.stopped_early = early_stopping_step(
-                val_loss, best=state.stop_best, wait=state.stop_wait,
+                monitored, best=state.stop_best, wait=state.stop_wait,
                 patience=config.early_stopping_patience,
             )  # fmt: skip
         accuracy = entry["accuracy"]

@@ -3,8 +3,9 @@
 ``SchedulePlan`` is a config's schedule (constant, step, plateau, cosine, one-cycle) as a pure
 function of the step; ``learning_rate_at`` evaluates it for a config, and ``PlanSchedule`` is
 the same plan as a serializable Keras schedule of the optimizer's step counter. The plateau
-and early-stopping rules (``plateau_step``, ``early_stopping_step``) are pure too: the engine
-keeps their state in ``state.json`` so a resumed run continues them exactly.
+and early-stopping rules (``plateau_step``, ``early_stopping_step``) are pure too, on the value
+``monitored_value`` reads from an epoch (``TrainConfig.monitor``): the engine keeps their state
+in ``state.json`` so a resumed run continues them exactly.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from keras_cnns.experiment import TrainConfig
 ONECYCLE_PEAK_FRACTION = 0.3
 ONECYCLE_DIV_FACTOR = 25.0
 ONECYCLE_FINAL_DIV_FACTOR = 1e4
-# Plateau: a lower validation loss by at least this much is an improvement (Keras' default).
+# Plateau: a lower monitored value by at least this much is an improvement (Keras' default).
+# For the validation error (a fraction) it is less than one image of a split under 10,000.
 PLATEAU_MIN_DELTA = 1e-4
 
 @dataclass(frozen=True)
@@ -115,19 +117,39 @@ def learning_rate_at(config: TrainConfig, step: int, steps_per_epoch: int) -> fl
     return float(plan.value(np.float64(step), np))
 
 
+def monitored_value(entry: dict, monitor: str) -> float | None:
+    """The value the plateau and early-stopping rules watch in an epoch's history entry.
+
+    Args:
+        entry: the epoch's ``val_loss`` and ``val_accuracy`` (``None`` without validation).
+        monitor: ``TrainConfig.monitor``: ``"val_loss"``, or ``"val_error"`` (``1 -
+            val_accuracy``, a fraction).
+
+    Returns:
+        The value, lower is better; ``None`` when the epoch has no validation.
+    """
+    if monitor == "val_loss":
+        return entry["val_loss"]
+    if monitor == "val_error":
+        accuracy = entry["val_accuracy"]
+        return None if accuracy is None else 1.0 - accuracy
+    raise ValueError(f"unknown monitor {monitor!r}")  # TrainConfig validates it: a bug
+
+
 def plateau_step(
-    val_loss: float, *, best: float | None, wait: int, lr: float, patience: int, factor: float
+    value: float, *, best: float | None, wait: int, lr: float, patience: int, factor: float
 ) -> tuple[float, int, float]:
     """One epoch of the plateau schedule (Keras' ``ReduceLROnPlateau`` rule, no cooldown).
 
-    A validation loss below ``best - PLATEAU_MIN_DELTA`` is an improvement; after ``patience``
-    epochs in a row without one, the rate is multiplied by ``factor`` and the count restarts.
+    A monitored ``value`` (``monitored_value``) below ``best - PLATEAU_MIN_DELTA`` is an
+    improvement; after ``patience`` epochs in a row without one, the rate is multiplied by
+    ``factor`` and the count restarts.
 
     Returns:
         ``(best, wait, lr)`` after this epoch.
     """
-    if best is None or val_loss < best - PLATEAU_MIN_DELTA:
-        return val_loss, 0, lr
+    if best is None or value < best - PLATEAU_MIN_DELTA:
+        return value, 0, lr
     wait += 1
     if wait >= patience:
         return best, 0, lr * factor
@@ -135,15 +157,16 @@ def plateau_step(
 
 
 def early_stopping_step(
-    val_loss: float, *, best: float | None, wait: int, patience: int
+    value: float, *, best: float | None, wait: int, patience: int
 ) -> tuple[float, int, bool]:
-    """One epoch of early stopping on the validation loss (Keras' ``EarlyStopping`` rule).
+    """One epoch of early stopping (Keras' ``EarlyStopping`` rule) on a monitored ``value``
+    (``monitored_value``: the validation loss or error).
 
     Returns:
-        ``(best, wait, stop)``: stop after ``patience`` epochs in a row without a lower loss.
+        ``(best, wait, stop)``: stop after ``patience`` epochs in a row without a lower value.
     """
-    if best is None or val_loss < best:
-        return val_loss, 0, False
+    if best is None or value < best:
+        return value, 0, False
     return best, wait + 1, wait + 1 >= patience
 
 
