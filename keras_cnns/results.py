@@ -67,7 +67,7 @@ FULL = 0.9
 RUN_COLUMNS = (
     "preset", "overrides", "tuned", "phase", "variant", "dataset", "seed", "status", "metric", "value",
     "test_error", "final_train_error", "epochs_to_target", "seconds_to_target", "epoch_time",
-    "median_epoch_time", "epochs_run", "epochs", "selected_epoch", "wall_time", "sweep_param",
+    "median_epoch_time", "epochs_run", "epochs", "stopped_early", "selected_epoch", "wall_time", "sweep_param",
     "sweep_value", "n_train", "n_val", "n_test", "source", "device", "host", "backend", "keras", "precision",
     "params", "model_revision", "run_id", "finished", "reused",
 )  # fmt: skip
@@ -270,6 +270,7 @@ def _row(experiment: Experiment, r: Mapping[str, Any]) -> dict:
         "epoch_time": epoch_time(history),
         "median_epoch_time": median_epoch_time(history),
         "epochs_run": len(history),
+        "stopped_early": bool(r.get("stopped_early")),
         "epochs": config.get("epochs"),
         "selected_epoch": r.get("selected_epoch"),
         "wall_time": r.get("wall_time"),
@@ -280,6 +281,7 @@ def _row(experiment: Experiment, r: Mapping[str, Any]) -> dict:
         "n_test": data.get("n_test"),
         "source": data.get("source"),
         "device": r.get("device"),
+        "git": r.get("git"),
         "host": tags.get("host"),
         "backend": r.get("backend"),
         "keras": (r.get("versions") or {}).get("keras"),
@@ -824,6 +826,7 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     sentences += [o.sentence + "." for o in orderings]
     sentences += [s + "." for s in ratio_results(experiment, rows, group)]
     sentences += [s + "." for _, s in regime_results(experiment, rows, group)]
+    sentences += [s + "." for s in stopping_results(rows, group)]
     sentences += [s + "." for s in baseline_results(experiment, rows, group)]
     if preset is not None and preset.cannot_show and claim:
         sentences.append(f"What this preset cannot show: {preset.cannot_show}.")
@@ -833,6 +836,54 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
                 f"At full length, [the paper preset](#{_anchor(full)}): {verdict(experiment, rows, full)[0]}"
             )
     return sentences
+
+
+def stopping_results(rows, group: Group) -> list[str]:
+    """For runs that train until a stopping rule fires (``early_stopping_patience``): per
+    variant, how many seeds the rule stopped and where their validation error was lowest, or
+    that a run reached its epoch cap with its validation error still falling (its lowest in its
+    last epochs): did each variant train until its validation error stopped improving?"""
+    done = [r for r in _in(rows, group) if r["_config"].get("early_stopping_patience") is not None]
+    out = []
+    for variant in sorted({r["variant"] for r in done}, key=lambda v: min(i for i, r in enumerate(done) if r["variant"] == v)):
+        for dataset in sorted({r["dataset"] for r in done if r["variant"] == variant}):
+            mine = [r for r in done if r["variant"] == variant and r["dataset"] == dataset]
+            best = [_best_val_epoch(r) for r in mine]
+            if any(b is None for b in best):
+                continue
+            where = f" on {dataset}" if len({r["dataset"] for r in done}) > 1 else ""
+            patience = mine[0]["_config"]["early_stopping_patience"]
+            stopped = [r for r in mine if r["stopped_early"]]
+            text = (
+                f"{variant}{where}: the stopping rule ({patience} epochs without a lower validation error) "
+                f"ended {len(stopped)} of {len(mine)} runs; lowest validation error at epoch "
+                f"{_spread([b for b in best])} of {_spread([r['epochs_run'] for r in mine])} trained"
+            )
+            capped = [r for r, b in zip(mine, best, strict=True) if not r["stopped_early"] and r["epochs_run"] - b < patience]
+            if capped:
+                text += (
+                    f"; {len(capped)} reached the {capped[0]['epochs']}-epoch cap with the validation error "
+                    "still falling (its lowest within the last "
+                    f"{patience} epochs)"
+                )
+            else:
+                text += ": its validation error had stopped improving in every run"
+            out.append(text)
+    return out
+
+
+def _best_val_epoch(row) -> int | None:
+    errors = [e for e in val_errors(row["_history"])]
+    if not errors or all(math.isnan(e) for e in errors):
+        return None
+    return min(range(len(errors)), key=lambda i: (errors[i], i)) + 1
+
+
+def _spread(values: Sequence[float]) -> str:
+    """``31`` for one value, ``31 ± 2`` (mean ± sample std) for more."""
+    if len(values) == 1:
+        return f"{values[0]:g}"
+    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def baseline_results(experiment: Experiment, rows, group: Group) -> list[str]:
@@ -1252,9 +1303,9 @@ def _group_section(
     lines = [f"## Preset `{group.label}`", ""]
     if group.earlier_models:
         lines += [_earlier_models_note(everything), ""]
-    if preset is not None:
+    if preset is not None and not group.earlier_models:
         # The preset's measured runtime is that of its own runs: not of runs with other values.
-        plain = not (group.overrides or group.tuned or group.earlier_models)
+        plain = not (group.overrides or group.tuned)
         lines += [preset.purpose + (f" Runtime: {preset.runtime}" if plain else ""), ""]
     lines += ["**What this run shows:** " + " ".join(verdict(experiment, rows, group)), ""]
 
@@ -1291,10 +1342,14 @@ def _group_section(
         ]
         lines += _time_lines(experiment, runs, everything) + [""]
 
+    # Runs of earlier models trained an earlier version of the preset: its text today may not
+    # describe them, so only the deviations whose conditions their own configs meet are listed.
+    declared = (*experiment.deviations, *(preset.deviations if preset else ()))
     deviations = [
         d.text
-        for d in (*experiment.deviations, *(preset.deviations if preset else ()))
-        if any(d.applies(r["variant"], r["_config"]) for r in everything)
+        for d in declared
+        if (d.when or d.variants or not group.earlier_models)
+        and any(d.applies(r["variant"], r["_config"]) for r in everything)
     ]
     if group.overrides:
         deviations.append(f"Config overrides on the command line: `--set {group.overrides}`.")
@@ -1326,9 +1381,11 @@ def _earlier_models_note(runs) -> str:
     for r in runs:
         notes.setdefault(get_entry(r["_model"]).revision_note, set()).add(r["_model"])
     changes = "; ".join(f"{', '.join(sorted(models))}: {note}" for note, models in sorted(notes.items()))
+    revisions = ", ".join(sorted({str(r["git"])[:7] for r in runs if r.get("git")})) or "unknown"
     return (
         "These runs trained an earlier revision of their models; they are kept apart and never "
-        f"averaged with runs of the current nets. Changed since: {changes}."
+        f"averaged with runs of the current nets. Changed since: {changes}. Their recipe is the "
+        f"preset's at the source revision they ran from ({revisions}), recorded with each run."
     )
 
 

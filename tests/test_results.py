@@ -670,3 +670,31 @@ def test_an_overrides_group_is_read_against_the_presets_own_runs(tmp_path, bf16,
     assert sentence.startswith("resnet20 with --set precision=mixed_bfloat16: ")
     assert sentence.endswith(reading)
     assert results.baseline_results(experiment, rows, results.Group("cpu", "")) == []
+
+
+@pytest.mark.smoke
+def test_runs_with_a_stopping_rule_say_whether_their_validation_error_stopped_improving(tmp_path):
+    name = "dropout-cifar"
+
+    def run(variant, seed, val, stopped):
+        r = make_record(name, variant, seed, preset="cpu", n_train=10_000, train_errors=tuple(v - 10 for v in val), val_errors=val)
+        r["config"].update(early_stopping_patience=3, epochs=10)
+        r["stopped_early"] = stopped
+        return r
+
+    records = [
+        run("none", 0, (50.0, 40.0, 35.0, 36.0, 37.0, 38.0), True),  # lowest at 3, stopped after 6
+        run("none", 1, (50.0, 40.0, 36.0, 34.0, 37.0, 38.0, 39.0), True),  # lowest at 4, after 7
+        run("all", 0, (60.0, 55.0, 50.0, 48.0, 47.0, 46.0, 45.0, 44.0, 43.0, 42.0), False),  # the cap
+    ]
+    write_records(tmp_path, name, records)
+    experiment = get_experiment(name)
+    rows, _ = results.load_rows(experiment, tmp_path)
+    assert results.stopping_results(rows, results.Group("cpu", "")) == [
+        "none: the stopping rule (3 epochs without a lower validation error) ended 2 of 2 runs; "
+        "lowest validation error at epoch 3.5 ± 0.7 of 6.5 ± 0.7 trained: its validation error had stopped "
+        "improving in every run",
+        "all: the stopping rule (3 epochs without a lower validation error) ended 0 of 1 runs; "
+        "lowest validation error at epoch 10 of 10 trained; 1 reached the 10-epoch cap with the "
+        "validation error still falling (its lowest within the last 3 epochs)",
+    ]
