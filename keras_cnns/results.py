@@ -1055,7 +1055,8 @@ def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_report(name: str, out_dir: str | Path = "results") -> Path:
-    """Regenerate ``<out_dir>/<name>/``'s README.md, results.csv and plots from its records.
+    """Regenerate ``<out_dir>/<name>/``'s README.md, results.csv and plots from its records
+    (and its keras-tuner search's report, if it has one).
 
     Returns:
         The path of the README.
@@ -1064,8 +1065,12 @@ def write_report(name: str, out_dir: str | Path = "results") -> Path:
         UserError: an unknown experiment.
         DataError: a damaged records file (the message names file:line).
     """
+    from keras_cnns import tuning
+
     experiment = get_experiment(name)
     exp_dir = Path(out_dir) / experiment.name
+    if tuning.has_search(name, out_dir):  # first: the page links the search's report
+        tuning.write_reports(name, out_dir)
     with exclusive(exp_dir):
         return _write_report(experiment, exp_dir, out_dir)
 
