@@ -16,6 +16,7 @@ import os
 import sys
 
 from keras_cnns.errors import DataError, DivergedError, UserError
+from keras_cnns.records import DEFAULT_OUT_DIR
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # Failed writes a user can fix (free space, permissions): one line, not a traceback.
@@ -277,7 +278,11 @@ def _add_tune(sub):
         help="epochs per trial, the preset's schedule scaled to fit (default: the preset's)",
     )
     p.add_argument("--overwrite", action="store_true", help="discard the previous search and start again")
-    p.add_argument("--out", default="results", help="results root (default: results)")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT_DIR,
+        help=f"the search goes under OUT/EXPERIMENT/ (default: {DEFAULT_OUT_DIR}; the committed one: results)",
+    )
     p.add_argument("--data-dir", help="local data archives (default: $KERAS_CNNS_DATA_DIR)")
     p.add_argument("--quiet", action="store_true", help="no per-trial and per-epoch output")
 
@@ -358,10 +363,16 @@ def _add_train(sub):
         "or a model option: --set model_kwargs.activation=tanh (applied after the flags)",
     )
     p.add_argument("--data-dir", help="local data archives (default: $KERAS_CNNS_DATA_DIR)")
-    p.add_argument("--out", default="runs", help="records.jsonl and checkpoints go here (default: runs)")
+    p.add_argument(
+        "--out", default=DEFAULT_OUT_DIR, help=f"records.jsonl and checkpoints go here (default: {DEFAULT_OUT_DIR})"
+    )
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to OUT/tensorboard/")
     p.add_argument("--no-resume", action="store_true", help="discard this run's checkpoint and start again")
-    p.add_argument("--quiet", action="store_true", help="no progress bar; print only the result")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the result (otherwise a progress bar, or one line per epoch when stdout is not a terminal)",
+    )
     _add_placement_flags(p)
 
 
@@ -423,7 +434,12 @@ def _add_reproduce(sub):
         help=f"{' | '.join(PRESETS)}: the paper's recipe, one GPU for ~10 minutes, two CPU cores for a few hours, or a CPU check (default: smoke)",
     )
     p.add_argument("--seeds", type=_positive_int, default=1, help="run seeds 0..N-1 (default: 1)")
-    p.add_argument("--out", default="results", help="results root (default: results)")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT_DIR,
+        help=f"records, checkpoints and tables go under OUT/EXPERIMENT/ (default: {DEFAULT_OUT_DIR}; "
+        "add to the committed records: results)",
+    )
     p.add_argument("--data-dir", help="local data archives (default: $KERAS_CNNS_DATA_DIR, else tfds)")
     p.add_argument(
         "--set",
@@ -493,8 +509,13 @@ def _cmd_reproduce(args) -> int:
 
 def _add_report(sub):
     p = sub.add_parser("report", help="regenerate results tables and plots from the run records")
-    p.add_argument("experiment", nargs="?", help="one experiment (default: every experiment)")
-    p.add_argument("--out", default="results", help="results root (default: results)")
+    p.add_argument("experiment", nargs="?", help="one experiment (default: every experiment with records)")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT_DIR,
+        help=f"the folder whose records to report, and where the tables go (default: {DEFAULT_OUT_DIR}; "
+        "the committed ones: results)",
+    )
 
 
 def _cmd_report(args) -> int:
@@ -502,6 +523,18 @@ def _cmd_report(args) -> int:
 
     names = [experiments.get_experiment(args.experiment).name] if args.experiment else experiments.list_experiments()
     _check_out_dir(args.out)
+    # Reports come from records: a folder without any (a mistyped --out) is an error, not a
+    # tree of empty "not run yet" pages.
+    names = [n for n in names if results.has_records(n, args.out) or tuning.has_search(n, args.out)]
+    if not names:
+        where = os.path.join(args.out, args.experiment or "EXPERIMENT", experiments.RECORDS_FILE)
+        run = f"keras-cnns reproduce {args.experiment or 'EXPERIMENT'}"
+        if args.out != DEFAULT_OUT_DIR:
+            run += f" --out {args.out}"
+        raise UserError(
+            f"no run records in {where}: run '{run}' first, or point --out at the folder that "
+            "holds them (the committed results: --out results)"
+        )
     for name in names:
         print(f"keras-cnns: wrote {results.write_report(name, args.out)}")
         if tuning.has_search(name, args.out):

@@ -49,6 +49,7 @@ from typing import Any, NoReturn
 from keras_cnns.errors import DataError, UserError
 
 __all__ = [
+    "DEFAULT_OUT_DIR",
     "FAULT_ENV",
     "FAULT_KINDS",
     "append_record",
@@ -63,6 +64,9 @@ __all__ = [
     "read_records",
 ]
 
+# Where every command writes (records, checkpoints, tables) unless told otherwise: a git-ignored
+# folder, so the committed results/ change only when a command is given --out results.
+DEFAULT_OUT_DIR = "runs"
 FAULT_ENV = "KERAS_CNNS_FAULT"
 FAULT_KINDS = ("train-batch", "checkpoint-write", "file-write", "record-write")
 FAULT_ACTIONS = ("kill", "enospc")

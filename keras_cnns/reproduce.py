@@ -27,6 +27,7 @@ from typing import Any
 from keras_cnns.errors import DivergedError, UserError
 from keras_cnns.experiment import TrainConfig
 from keras_cnns.experiments import RECORDS_FILE, Experiment, Preset, get_experiment, match_key
+from keras_cnns.records import DEFAULT_OUT_DIR
 
 # --- planning ---------------------------------------------------------------------------------------
 
@@ -180,7 +181,7 @@ def run_experiment(
     *,
     preset: str = "smoke",
     seeds: int | Sequence[int] = 1,
-    out_dir: str | os.PathLike = "results",
+    out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
     data_dir: str | os.PathLike | None = None,
     overrides: Sequence[str] = (),
     variants: Iterable[str] | str | None = None,

@@ -1,7 +1,8 @@
 """Run records -> tables and plots, beside the papers' numbers.
 
-``write_report(name)`` regenerates everything under ``results/<name>/`` from that
-experiment's ``records.jsonl`` and nothing else:
+``write_report(name, out_dir)`` regenerates everything under ``<out_dir>/<name>/`` from that
+experiment's ``records.jsonl`` and nothing else (``out_dir``: ``runs`` by default, the
+committed ``results`` when asked for):
 
 * ``README.md``: per preset (a smoke table never mixes with a quick one; runs with ``--set``
   overrides form their own group), a table ``variant | dataset | paper | ours (mean ± std,
@@ -12,7 +13,7 @@ experiment's ``records.jsonl`` and nothing else:
 * ``results.csv``: one row per run (sweep and diverged runs included, marked).
 * ``<group>-<dataset>-curves.png``: error per epoch for every variant (mean over seeds).
 
-``write_index()`` writes ``results/README.md``, one line per experiment. Every file is written
+``write_index(out_dir)`` writes ``<out_dir>/README.md``, one line per experiment. Every file is written
 atomically (``keras_cnns.records.atomic_write_*``), and each regeneration holds an exclusive
 lock on the directory it writes (``keras_cnns.records.exclusive``) from reading the records to
 writing the last file, so processes appending records and regenerating tables at once leave
@@ -48,7 +49,13 @@ from keras_cnns.experiments import (
     list_experiments,
     match_key,
 )
-from keras_cnns.records import atomic_write_bytes, atomic_write_text, exclusive, read_records
+from keras_cnns.records import (
+    DEFAULT_OUT_DIR,
+    atomic_write_bytes,
+    atomic_write_text,
+    exclusive,
+    read_records,
+)
 
 INDEX_FILE = "README.md"
 REPORT_FILE = "README.md"
@@ -782,7 +789,12 @@ def _plot_name(group: Group, dataset: str) -> str:
 # --- the files ----------------------------------------------------------------------------------
 
 
-def load_rows(experiment: Experiment, out_dir: str | Path = "results") -> tuple[list[dict], int]:
+def has_records(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> bool:
+    """Whether ``<out_dir>/<name>/records.jsonl`` exists (a report has something to show)."""
+    return (Path(out_dir) / get_experiment(name).name / RECORDS_FILE).is_file()
+
+
+def load_rows(experiment: Experiment, out_dir: str | Path = DEFAULT_OUT_DIR) -> tuple[list[dict], int]:
     """``run_rows`` of ``<out_dir>/<name>/records.jsonl`` (no rows if it does not exist)."""
     path = Path(out_dir) / experiment.name / RECORDS_FILE
     records = read_records(path) if path.is_file() else []
@@ -805,7 +817,7 @@ def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return frame.to_csv(index=False)
 
 
-def write_report(name: str, out_dir: str | Path = "results") -> Path:
+def write_report(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> Path:
     """Regenerate ``<out_dir>/<name>/``'s README.md, results.csv and plots from its records.
 
     Returns:
@@ -841,7 +853,7 @@ def _write_report(experiment: Experiment, exp_dir: Path, out_dir: str | Path) ->
     return path
 
 
-def write_index(out_dir: str | Path = "results") -> Path:
+def write_index(out_dir: str | Path = DEFAULT_OUT_DIR) -> Path:
     """Regenerate ``<out_dir>/README.md``: one line per experiment."""
     with exclusive(out_dir):
         return _write_index(out_dir)
@@ -872,9 +884,11 @@ def _write_index(out_dir: str | Path) -> Path:
         else:
             presets = "none yet"
             summary = f"not run yet: `keras-cnns reproduce {name} --preset smoke`"
-        lines.append(
-            f"| [{name}]({name}/{REPORT_FILE}) | {experiment.paper} | {presets} | {_cell(summary)} |"
-        )
+        # Only experiments with records (or a page) are linked: a user's runs/ holds pages of
+        # the experiments they ran, and no others.
+        page = Path(out_dir) / name / REPORT_FILE
+        title = f"[{name}]({name}/{REPORT_FILE})" if rows or page.is_file() else name
+        lines.append(f"| {title} | {experiment.paper} | {presets} | {_cell(summary)} |")
     path = Path(out_dir) / INDEX_FILE
     atomic_write_text(path, "\n".join(lines) + "\n")
     _update_front_page(Path(out_dir), lines[-(len(list_experiments()) + 2) :])
@@ -923,7 +937,7 @@ def _update_front_page(out_dir: Path, table: Sequence[str]) -> None:
 
 def headline(
     name: str,
-    out_dir: str | Path = "results",
+    out_dir: str | Path = DEFAULT_OUT_DIR,
     *,
     preset: str,
     overrides: Sequence[str] = (),
@@ -938,7 +952,7 @@ def headline(
 
 def summary_table(
     name: str,
-    out_dir: str | Path = "results",
+    out_dir: str | Path = DEFAULT_OUT_DIR,
     *,
     preset: str,
     overrides: Sequence[str] = (),

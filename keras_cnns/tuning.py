@@ -7,7 +7,8 @@ preprocessing, checkpoints, records), tagged ``{"tuning": True, "trial": id}``; 
 the best validation accuracy over its epochs, on the split held out of the training set. The
 test set plays no part in the choice.
 
-Layout under ``OUT/EXPERIMENT/`` (``OUT`` defaults to ``results``)::
+Layout under ``OUT/EXPERIMENT/`` (``OUT`` defaults to ``runs``; ``--out results`` for the
+committed searches)::
 
     tuning/<variant>/           keras-tuner's project (oracle.json, trial_*/trial.json) plus
                                 the engine's records.jsonl and checkpoints of every trial
@@ -43,7 +44,12 @@ from typing import Any
 
 from keras_cnns import experiments
 from keras_cnns.errors import DataError, DivergedError, UserError
-from keras_cnns.records import atomic_write_bytes, atomic_write_text, read_records
+from keras_cnns.records import (
+    DEFAULT_OUT_DIR,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_records,
+)
 
 TUNERS = ("random", "hyperband", "bayesian")
 KINDS = ("float", "int", "choice")
@@ -460,7 +466,7 @@ def tune(
     variant: str | None = None,
     epochs: int | None = None,
     overwrite: bool = False,
-    out_dir: str | Path = "results",
+    out_dir: str | Path = DEFAULT_OUT_DIR,
     data_dir: str | Path | None = None,
     verbose: int = 1,
 ) -> dict[str, Any]:
@@ -636,18 +642,18 @@ def _searches(out_dir: str | Path, name: str) -> list[tuple[Path, dict]]:
     return found
 
 
-def report_paths(name: str, out_dir: str | Path = "results") -> str:
+def report_paths(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> str:
     """The generated files of a search, for messages."""
     exp_dir = Path(out_dir) / name
     return ", ".join(str(exp_dir / f) for f in (REPORT_MD, REPORT_CSV, REPORT_PNG, BEST_JSON))
 
 
-def has_search(name: str, out_dir: str | Path = "results") -> bool:
+def has_search(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> bool:
     """Whether ``keras-cnns tune NAME`` has started a search under ``out_dir``."""
     return bool(_searches(out_dir, name))
 
 
-def write_reports(name: str, out_dir: str | Path = "results") -> dict[str, Any]:
+def write_reports(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> dict[str, Any]:
     """Regenerate tuning.md, tuning.csv and tuning_best.json from keras-tuner's trial files.
 
     Args:
@@ -815,7 +821,7 @@ def _markdown_table(frame) -> str:
 # --- feeding the results back -------------------------------------------------------------------
 
 
-def load_best(name: str, out_dir: str | Path = "results") -> dict[str, Any] | None:
+def load_best(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> dict[str, Any] | None:
     """The content of ``out_dir/name/tuning_best.json``, or None if no search has finished a trial.
 
     Each variant's entry carries ``stale: True`` when the current search space of ``name``
@@ -833,7 +839,7 @@ def load_best(name: str, out_dir: str | Path = "results") -> dict[str, Any] | No
     return best
 
 
-def best_overrides(name: str, out_dir: str | Path = "results", *, variant: str | None = None) -> list[str]:
+def best_overrides(name: str, out_dir: str | Path = DEFAULT_OUT_DIR, *, variant: str | None = None) -> list[str]:
     """The best values of a search as ``key=value`` strings for ``TrainConfig.with_overrides``.
 
     Args:

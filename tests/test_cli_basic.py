@@ -146,3 +146,25 @@ def test_models_unknown_family(capsys):
     assert main(["models", "--family", "transformers"]) == 2
     err = _error_line(capsys)
     assert "no model family 'transformers'" in err and "resnet_cifar" in err
+
+
+# --- where commands write ------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "lenet5", "--dataset", "mnist"],
+        ["reproduce", "lenet5-mnist"],
+        ["tune", "lenet5-mnist"],
+        ["report"],
+        ["benchmark"],
+    ],
+)
+def test_every_writing_command_writes_under_runs_unless_told(argv):
+    from keras_cnns.cli import build_parser
+
+    out = build_parser().parse_args(argv).out
+    assert Path(out).parts[0] == "runs", f"{argv[0]} writes to {out} by default"
+

@@ -72,6 +72,9 @@ CASES = [
     (["report", "relu-vs-sigmoid", "--out", "{out}"], 2, "unknown experiment"),
     (["report", "--out", "{file}"], 2, "is not a directory"),
     (["report", "relu-vs-tanh", "--out", "{damaged}"], 3, "records.jsonl:2: damaged record"),
+    # a folder without records (a mistyped --out): nothing to report, nothing written
+    (["report", "--out", "{out}"], 2, "no run records in"),
+    (["report", "lenet5-mnist", "--out", "{out}"], 2, "no run records in"),
     # tune
     (["tune", "relu-vs-sigmoid", "--out", "{out}"], 2, "relu-vs-sigmoid"),
     (["tune", "relu-vs-tanh", "--trials", "0", "--out", "{out}"], 2, "expected a positive integer"),
@@ -219,6 +222,7 @@ def test_a_full_disk_is_one_line_and_earlier_results_stay_intact(
 def test_a_full_disk_while_writing_tables_keeps_the_old_ones(tmp_path, capsys, full_disk):
     from keras_cnns import results
 
+    _smoke_records(tmp_path, "relu-vs-tanh")
     assert main(["report", "relu-vs-tanh", "--out", str(tmp_path)]) == 0
     readme = tmp_path / "relu-vs-tanh" / results.REPORT_FILE
     before = readme.read_bytes()
@@ -229,3 +233,19 @@ def test_a_full_disk_while_writing_tables_keeps_the_old_ones(tmp_path, capsys, f
     assert err.count("\n") == 1 and "No space left on device" in err and str(tmp_path) in err
     assert readme.read_bytes() == before
     assert not [p for p in tmp_path.rglob("*") if records.is_temp_file(p.name)]
+def _smoke_records(out: Path, name: str) -> tuple[Path, dict]:
+    """``out/name/records.jsonl`` with a completed record of every run of the smoke preset (the
+    committed smoke record, under each planned run's id and tags): re-running trains nothing.
+    Returns the path and the template record."""
+    from keras_cnns import experiments, reproduce
+    from keras_cnns.experiments import match_key
+
+    committed = records.read_records(Path(__file__).resolve().parents[1] / "results" / name / "records.jsonl")
+    template = next(r for r in committed if r["status"] == "completed" and r["tags"]["preset"] == "smoke")
+    path = out / name / "records.jsonl"
+    for run in reproduce.plan_runs(experiments.get_experiment(name), "smoke"):
+        assert match_key(run.tags)  # the ledger matches on these
+        records.append_record(path, {**template, "run_id": run.run_id, "tags": dict(run.tags)})
+    return path, template
+
+
