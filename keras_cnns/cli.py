@@ -87,9 +87,17 @@ def _check_archives(data_dir: str | None, datasets, flag: str) -> None:
 
 
 def _add_models(sub):
-    p = sub.add_parser("models", help="list every registered architecture with its parameter count")
+    p = sub.add_parser("models", help="list every registered architecture (--params: with its parameter count)")
     p.add_argument("--family", help="only this family")
-    p.add_argument("--no-params", action="store_true", help="skip building models to count parameters")
+    counts = p.add_mutually_exclusive_group()
+    counts.add_argument(
+        "--params",
+        action="store_true",
+        help="build each net to count its parameters (seconds per net on a CPU, a minute for "
+        "ResNet-1202; minutes for all)",
+    )
+    # The default since the list became instant; kept so that older command lines still work.
+    counts.add_argument("--no-params", action="store_true", help=argparse.SUPPRESS)
 
 
 def _cmd_models(args) -> int:
@@ -115,22 +123,39 @@ def _cmd_models(args) -> int:
         tail = "".join(f"  {c:>{count_width}}" for c in counts)
         return f"{left}  {right}{tail}".rstrip()
 
-    counts_head = () if args.no_params else ("parameters", "trainable")
-    print(line(head, counts_head), flush=True)
-    if not args.no_params:
-        import keras  # only now: --backend has been applied by main
-
-        from keras_cnns.registry import build_model
-    for entry, texts in zip(entries, cells, strict=True):
-        counts = ()
+    if not args.params:
+        print(line(head))
+        for texts in cells:
+            print(line(texts))
+        sys.stdout.flush()  # the table first, then the hint under it
         if not args.no_params:
-            # Built at the default shape, one at a time; rows appear as they are counted,
-            # because the largest nets take seconds each to build.
-            model = build_model(entry.name)
-            trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
-            counts = (f"{model.count_params():,}", f"{trainable:,}")
-            del model
-            keras.backend.clear_session()
+            print(
+                "keras-cnns: parameter counts: add --params (it builds each net: seconds per net on "
+                "a CPU, minutes for all; --family F for one family)",
+                file=sys.stderr,
+            )
+        return 0
+
+    # Building is the slow part (ResNet-1202 takes most of a minute on two cores): say so
+    # first, then print each row as soon as its net is counted.
+    print(
+        f"keras-cnns: building {len(entries)} net{'s' if len(entries) > 1 else ''} one at a time to "
+        "count parameters (without --params the list is instant)",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(line(head, ("parameters", "trainable")), flush=True)
+    import keras  # only now: --backend has been applied by main
+
+    from keras_cnns.registry import build_model
+
+    for entry, texts in zip(entries, cells, strict=True):
+        # Built at the default shape, one at a time.
+        model = build_model(entry.name)
+        trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+        counts = (f"{model.count_params():,}", f"{trainable:,}")
+        del model
+        keras.backend.clear_session()
         print(line(texts, counts), flush=True)
     return 0
 

@@ -131,10 +131,33 @@ def test_models_without_params_lists_the_family(capsys):
     assert all("224x224x3" in line and "1000" in line for line in lines[1:])
 
 
+_MODELS_IN_A_FRESH_PROCESS = """
+import sys
+from keras_cnns.cli import main
+code = main(["models"])
+print("keras imported:", "keras" in sys.modules)
+sys.exit(code)
+"""
+
+
+@pytest.mark.smoke
+def test_models_lists_every_architecture_at_once_and_says_how_to_count_parameters():
+    done = subprocess.run(
+        [sys.executable, "-c", _MODELS_IN_A_FRESH_PROCESS], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "keras imported: False"  # nothing is built: the list is instant
+    assert [line.split()[0] for line in lines[1:-1]] == [e.name for e in registry.list_models()]
+    assert "--params" in done.stderr and done.stderr.count("\n") == 1
+
+
 @pytest.mark.smoke
 def test_models_counts_parameters(capsys):
-    assert main(["models", "--family", "lenet"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    assert main(["models", "--family", "lenet", "--params"]) == 0
+    captured = capsys.readouterr()
+    assert "building 2 nets" in captured.err  # said before the slow part starts
+    lines = captured.out.splitlines()
     assert lines[0].split()[-2:] == ["parameters", "trainable"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["lenet5"][-1] == "60,000"
