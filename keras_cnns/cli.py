@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
+import json
 import os
 import sys
+import tempfile
 
 from keras_cnns.errors import DataError, DivergedError, UserError
 from keras_cnns.records import DEFAULT_OUT_DIR
 
 BACKENDS = ("tensorflow", "jax", "torch")
+# How to install each backend's package, for the one-line error when it is missing.
+_BACKEND_INSTALL = {
+    "tensorflow": "pip install tensorflow",
+    "jax": "BACKENDS=jax bash scripts/setup.sh (or pip install \"jax[cpu]\")",
+    "torch": "BACKENDS=torch bash scripts/setup.sh (or pip install torch)",
+}
 # Failed writes a user can fix (free space, permissions): one line, not a traceback.
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -65,6 +74,16 @@ def _check_out_dir(path: str, flag: str = "--out") -> None:
         raise UserError(f"{flag} {path!r} is not a directory{where}; choose another {flag}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path!r} is not writable (no write permission on {existing}); choose another {flag}")
+    # Permissions are not the whole story (root, /proc, a read-only mount): try to create
+    # something there, and leave nothing behind.
+    try:
+        probe = tempfile.mkdtemp(dir=existing, prefix=".keras-cnns-probe-")
+    except OSError as err:
+        raise UserError(
+            f"{flag} {path!r} is not writable (cannot create anything in {existing}: {err.strerror}); "
+            f"choose another {flag}"
+        ) from None
+    os.rmdir(probe)
 
 
 def _check_archives(data_dir: str | None, datasets, flag: str) -> None:
@@ -611,6 +630,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configured_backend() -> tuple[str, str]:
+    """The backend Keras will start with, and where that choice comes from (as Keras reads it:
+    ``KERAS_BACKEND``, else ``keras.json`` in ``$KERAS_HOME`` or ``~/.keras``, else TensorFlow)."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"], "KERAS_BACKEND"
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    config = os.path.join(home, "keras.json")
+    try:
+        with open(config) as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        backend = None
+    if isinstance(backend, str) and backend:
+        return backend, config
+    return "tensorflow", ""
+
+
+def _check_backend(origin_flag: bool) -> None:
+    """The chosen backend must be one keras-cnns runs on, and installed: checked before Keras
+    is imported, which would otherwise fail with a long traceback."""
+    backend, origin = _configured_backend()
+    where = "--backend" if origin_flag else (f"KERAS_BACKEND={backend}" if origin == "KERAS_BACKEND" else origin)
+    if backend not in BACKENDS:
+        raise UserError(
+            f"{where} names the backend {backend!r}; keras-cnns runs on {', '.join(BACKENDS)}: "
+            "choose one with --backend"
+        )
+    if importlib.util.find_spec(backend) is None:
+        chosen = f" (chosen by {where})" if where else ""
+        raise UserError(
+            f"the {backend} backend{chosen} is not installed: {_BACKEND_INSTALL[backend]}, "
+            "or choose an installed one with --backend"
+        )
+
+
+def _needs_keras(args) -> bool:
+    """Whether the command imports Keras (and so its backend)."""
+    if args.command == "models":
+        return bool(args.params)
+    return args.command in ("summary", "train", "reproduce", "tune")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -620,6 +681,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["KERAS_BACKEND"] = args.backend
     handler = globals()[f"_cmd_{args.command.replace('-', '_')}"]
     try:
+        if _needs_keras(args) and "keras" not in sys.modules:
+            _check_backend(origin_flag=bool(args.backend))
         return int(handler(args) or 0)
     except UserError as err:
         print(f"keras-cnns: error: {err}", file=sys.stderr)

@@ -24,6 +24,8 @@ from keras_cnns.cli import main
 # directory without archives, {damaged} a results root whose relu-vs-tanh records hold a
 # damaged line.
 TRAIN = ["train", "lenet5", "--dataset", "mnist", "--out", "{out}"]
+# A folder nobody can create anything in, root included (permissions would not stop root).
+UNCREATABLE = "/proc/keras-cnns-out"
 CASES = [
     # models
     (["models", "--family", "transformers"], 2, "no model family 'transformers'"),
@@ -59,6 +61,7 @@ CASES = [
     ([*TRAIN, "--data-dir", "{nodata}"], 3, "no archive"),
     ([*TRAIN, "--data-dir", "{file}"], 2, "is not a directory"),
     (["train", "lenet5", "--out", "{out}"], 2, "--dataset"),
+    (["train", "lenet5", "--dataset", "mnist", "--out", UNCREATABLE], 2, "is not writable"),
     # reproduce
     (["reproduce", "relu-vs-sigmoid", "--out", "{out}"], 2, "unknown experiment 'relu-vs-sigmoid'"),
     (["reproduce", "relu-vs-tanh", "--preset", "huge", "--out", "{out}"], 2, "huge"),
@@ -68,10 +71,12 @@ CASES = [
     (["reproduce", "relu-vs-tanh", "--variants", "sigmoid", "--out", "{out}"], 2, "sigmoid"),
     (["reproduce", "relu-vs-tanh", "--out", "{file}"], 2, "is not a directory"),
     (["reproduce", "relu-vs-tanh", "--data-dir", "{nodata}", "--out", "{out}"], 3, "no archive"),
+    (["reproduce", "relu-vs-tanh", "--out", UNCREATABLE], 2, "is not writable"),
     # report
     (["report", "relu-vs-sigmoid", "--out", "{out}"], 2, "unknown experiment"),
     (["report", "--out", "{file}"], 2, "is not a directory"),
     (["report", "relu-vs-tanh", "--out", "{damaged}"], 3, "records.jsonl:2: damaged record"),
+    (["report", "--out", UNCREATABLE], 2, "is not writable"),
     # a folder without records (a mistyped --out): nothing to report, nothing written
     (["report", "--out", "{out}"], 2, "no run records in"),
     (["report", "lenet5-mnist", "--out", "{out}"], 2, "no run records in"),
@@ -82,6 +87,7 @@ CASES = [
     (["tune", "relu-vs-tanh", "--variant", "sigmoid", "--out", "{out}"], 2, "unknown variant 'sigmoid'"),
     (["tune", "relu-vs-tanh", "--preset", "huge", "--out", "{out}"], 2, "huge"),
     (["tune", "relu-vs-tanh", "--out", "{file}"], 2, "is not a directory"),
+    (["tune", "relu-vs-tanh", "--out", UNCREATABLE], 2, "is not writable"),
     # no command, unknown command, unknown backend
     ([], 2, "required: COMMAND"),
     (["fit"], 2, "invalid choice: 'fit'"),
@@ -233,6 +239,52 @@ def test_a_full_disk_while_writing_tables_keeps_the_old_ones(tmp_path, capsys, f
     assert err.count("\n") == 1 and "No space left on device" in err and str(tmp_path) in err
     assert readme.read_bytes() == before
     assert not [p for p in tmp_path.rglob("*") if records.is_temp_file(p.name)]
+
+
+# --- what a newcomer runs into ------------------------------------------------------------------
+
+# Runs the command line in a fresh interpreter in which the named packages cannot be imported,
+# as after the README's set-up (TensorFlow only) for jax and torch.
+_WITHOUT = """
+import sys
+for name in sys.argv[1].split(","):
+    sys.modules[name] = None  # import fails and find_spec finds nothing: as if not installed
+from keras_cnns.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _run_without(packages: str, argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", _WITHOUT, packages, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_backend_that_is_not_installed_is_one_line_saying_how_to_install_it(backend):
+    for argv, env in (
+        (["--backend", backend, "summary", "lenet5"], {}),
+        (["train", "lenet5", "--dataset", "mnist"], {"KERAS_BACKEND": backend}),
+    ):
+        done = _run_without(backend, argv, env)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"the {backend} backend" in done.stderr and "is not installed" in done.stderr
+        assert f"BACKENDS={backend} bash scripts/setup.sh" in done.stderr
+
+
+@pytest.mark.smoke
+def test_a_backend_keras_cnns_does_not_run_on_is_one_line():
+    done = _run_without("", ["summary", "lenet5"], {"KERAS_BACKEND": "mxnet"})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "KERAS_BACKEND=mxnet" in done.stderr and "tensorflow, jax, torch" in done.stderr
+
+
 def _smoke_records(out: Path, name: str) -> tuple[Path, dict]:
     """``out/name/records.jsonl`` with a completed record of every run of the smoke preset (the
     committed smoke record, under each planned run's id and tags): re-running trains nothing.
