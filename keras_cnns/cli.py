@@ -394,7 +394,11 @@ def _add_train(sub):
     p.add_argument("--batch-size", help="images per step (default: 128)")
     p.add_argument("--precision", help="float32 (default), mixed_float16 or mixed_bfloat16")
     p.add_argument("--augment", help="comma-separated augmentations, e.g. pad_crop,flip (default: none)")
-    p.add_argument("--train-subset", help="train on this many images (a seeded draw; for smoke runs)")
+    p.add_argument(
+        "--train-subset",
+        help="train on this many images (a seeded draw; for smoke runs); the validation split "
+        "shrinks to at most as many",
+    )
     p.add_argument("--test-subset", help="test on this many images (a seeded draw)")
     p.add_argument("--seed", help="seed of weights, split, order, dropout and augmentation (default: 0)")
     p.add_argument(
@@ -420,6 +424,22 @@ def _add_train(sub):
     _add_placement_flags(p)
 
 
+def _validation_for_subset(config, overrides, *, quiet: bool):
+    """A training subset smaller than the validation split validates on as many images as it
+    trains on (``val_size`` from ``--set`` is kept): 5,000 validation images would take most of
+    each epoch of a 512-image smoke run."""
+    chosen = any(o.partition("=")[0].strip() == "val_size" for o in overrides)
+    if config.train_subset is None or chosen or config.val_size <= config.train_subset:
+        return config
+    if not quiet:
+        print(
+            f"keras-cnns: --train-subset {config.train_subset}: validating on {config.train_subset:,} "
+            f"held-out images, not {config.val_size:,} (--set val_size=N to choose)",
+            flush=True,
+        )
+    return config.replace(val_size=config.train_subset)
+
+
 def _cmd_train(args) -> int:
     # Everything is checked before Keras is imported or data is read.
     from keras_cnns.experiment import TrainConfig
@@ -430,12 +450,14 @@ def _cmd_train(args) -> int:
         if value is not None:
             flags.append(f"{name}={value}")
     config = TrainConfig(model=args.model).with_overrides([*flags, *args.overrides])
+
+    from keras_cnns.registry import check_options
+
+    # An unknown model or model option: one line, before any data is read.
+    check_options(config.model, dict(config.model_kwargs))
+    config = _validation_for_subset(config, args.overrides, quiet=args.quiet)
     data_dir = args.data_dir or os.environ.get("KERAS_CNNS_DATA_DIR") or None
     _check_archives(data_dir, [config.dataset], "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR")
-
-    from keras_cnns.registry import get_entry
-
-    get_entry(config.model)  # an unknown model: one line, before any data is read
     _check_out_dir(args.out)
 
     from keras_cnns import distribute
@@ -449,7 +471,9 @@ def _cmd_train(args) -> int:
         out_dir=args.out,
         data_dir=data_dir,
         resume=not args.no_resume,
-        verbose=0 if args.quiet else 1,
+        # A progress bar redraws one line with control characters: in a log file (stdout not
+        # a terminal) one line per epoch reads better.
+        verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
         tensorboard=args.tensorboard,
     )
     if args.quiet:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,25 @@ def model_revision(name: str) -> int:
     return get_entry(name).revision
 
 
+def check_options(name: str, options: Mapping[str, Any]) -> ModelEntry:
+    """The entry of ``name``, after checking that its builder takes every option in ``options``.
+
+    Cheap (nothing is built, Keras is not imported), so a bad option fails before any work.
+
+    Raises:
+        UserError: an unknown model, or an option its builder does not take.
+    """
+    entry = get_entry(name)
+    accepted = inspect.signature(entry.builder).parameters
+    unknown = sorted(set({**entry.defaults, **options}) - set(accepted))
+    if unknown:
+        allowed = sorted(k for k in accepted if k not in ("spec", "input_shape", "num_classes", "name"))
+        raise UserError(
+            f"model {name!r} takes no option {unknown[0]!r}; its options are: {', '.join(allowed)}"
+        )
+    return entry
+
+
 def build_model(
     name: str,
     *,
@@ -141,15 +160,8 @@ def build_model(
     Returns:
         A ``keras.Model`` that maps images to float32 logits.
     """
-    entry = get_entry(name)
+    entry = check_options(name, overrides)
     kwargs = {**entry.defaults, **overrides}
-    accepted = inspect.signature(entry.builder).parameters
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        allowed = sorted(k for k in accepted if k not in ("spec", "input_shape", "num_classes", "name"))
-        raise UserError(
-            f"model {name!r} takes no option {unknown[0]!r}; its options are: {', '.join(allowed)}"
-        )
     return entry.builder(
         entry.spec,
         input_shape=tuple(input_shape or entry.input_shape),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,26 @@ def test_every_writing_command_writes_under_runs_unless_told(argv):
     out = build_parser().parse_args(argv).out
     assert Path(out).parts[0] == "runs", f"{argv[0]} writes to {out} by default"
 
+
+# --- train, as a newcomer runs it ----------------------------------------------------------------
+
+
+def test_train_on_a_subset_validates_on_as_few_and_logs_one_line_per_epoch(tmp_path, data_dir):
+    """stdout redirected to a file (as in a log): no progress-bar control characters; a small
+    --train-subset is not validated on 5,000 images."""
+    out = tmp_path / "runs"
+    argv = [
+        "train", "lenet5_modern", "--dataset", "mnist", "--epochs", "2", "--train-subset", "128",
+        "--test-subset", "64", "--batch-size", "64", "--set", "preprocess=lenet",
+        "--data-dir", str(data_dir), "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_cnns.cli", *argv], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not set(done.stdout) & {"\r", "\b", "\x1b"}, repr(done.stdout[-500:])
+    epochs = [line for line in done.stdout.splitlines() if line.startswith("Epoch ")]
+    assert epochs == ["Epoch 1/2", "Epoch 2/2"], done.stdout
+    assert "validating on 128 held-out images, not 5,000" in done.stdout
+    (record,) = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert record["dataset"]["n_train"] == 128 and record["dataset"]["n_val"] == 128

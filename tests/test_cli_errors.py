@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,7 @@ CASES = [
     ([*TRAIN, "--data-dir", "{file}"], 2, "is not a directory"),
     (["train", "lenet5", "--out", "{out}"], 2, "--dataset"),
     (["train", "lenet5", "--dataset", "mnist", "--out", UNCREATABLE], 2, "is not writable"),
+    ([*TRAIN, "--set", "model_kwargs.colour=blue", "--data-dir", "{nodata}"], 2, "takes no option 'colour'"),
     # reproduce
     (["reproduce", "relu-vs-sigmoid", "--out", "{out}"], 2, "unknown experiment 'relu-vs-sigmoid'"),
     (["reproduce", "relu-vs-tanh", "--preset", "huge", "--out", "{out}"], 2, "huge"),
@@ -254,6 +256,11 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+# TensorFlow's C++ start-up lines (absl's InitializeLog note, oneDNN's notice), written to
+# stderr while it is imported; not the command's own output.
+_TENSORFLOW_STARTUP = re.compile(r"absl::InitializeLog|\] oneDNN custom operations|cpu_feature_guard")
+
+
 def _run_without(packages: str, argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", _WITHOUT, packages, *argv],
@@ -301,3 +308,20 @@ def _smoke_records(out: Path, name: str) -> tuple[Path, dict]:
     return path, template
 
 
+
+
+def test_lenet5_on_raw_mnist_names_the_option_and_leaves_nothing_behind(tmp_path, data_dir):
+    """After the data is read and the model fails to build: one line naming the option, and no
+    checkpoint folder holding only a lock file."""
+    out = tmp_path / "runs"
+    argv = ["train", "lenet5", "--dataset", "mnist", "--train-subset", "64", "--test-subset", "64"]
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_cnns.cli", *argv, "--data-dir", str(data_dir), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = [t for t in done.stderr.splitlines() if not _TENSORFLOW_STARTUP.search(t)]
+    assert "pad 28x28 MNIST digits" in line and "--set preprocess=lenet" in line
+    assert not out.exists()

@@ -35,6 +35,7 @@ from keras_cnns.training.checkpoints import (
     _clear_run_dir,
     _exclusive,
     _load_checkpoint,
+    _missing_dirs,
     _remove_stale_temp_files,
     _save_model_atomic,
     _save_weights_atomic,
@@ -111,9 +112,10 @@ def train(
         raise UserError(
             "TensorBoard logs need the tensorflow and tensorboard packages (pip install tensorboard)"
         )
-    from keras_cnns.registry import get_entry
+    from keras_cnns.registry import check_options
 
-    get_entry(config.model)  # an unknown model fails here, before any data is loaded
+    # An unknown model or model option fails here, before any data is loaded.
+    check_options(config.model, dict(config.model_kwargs))
     placement = distribute.placement(config.devices)
     placement.check_batch(config.batch_size)
 
@@ -123,8 +125,9 @@ def train(
         out_dir = placement.private_out_dir(out_dir, config.run_id(), resume=resume)
         verbose, tensorboard = 0, bool(tensorboard)
     run_dir = out_dir / CHECKPOINTS_DIR / config.run_id()
+    created = _missing_dirs(run_dir)  # removed again if the run stops before writing anything
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(run_dir):
+    with _exclusive(run_dir, created=created):
         if not resume:
             _clear_run_dir(run_dir)
         _remove_stale_temp_files(run_dir, verbose)
@@ -271,12 +274,15 @@ class _Run:
         from keras_cnns.registry import build_model
 
         config = self.config
-        self.model = build_model(
-            config.model,
-            input_shape=self.x_train.shape[1:],
-            num_classes=self.splits.num_classes,
-            **dict(config.model_kwargs),
-        )
+        try:
+            self.model = build_model(
+                config.model,
+                input_shape=self.x_train.shape[1:],
+                num_classes=self.splits.num_classes,
+                **dict(config.model_kwargs),
+            )
+        except UserError as err:
+            raise UserError(f"{err}{self._preprocess_hint()}") from None
         self.wrapper = compile_for_training(
             self.model, config, augmenter=self.augmenter, steps_per_epoch=self.steps_per_epoch
         )
@@ -289,6 +295,30 @@ class _Run:
         self.train_feed = make(self.x_train, self.y_train)
         self.val_feed = make(self.x_val, self.y_val) if self.x_val is not None else None
         self.test_feed = (self.placement.make_feed if distributed else HostFeed)(self.x_test, self.y_test)
+
+    def _preprocess_hint(self) -> str:
+        """Where the model does not build at the data's shape: the preprocessing that changes
+        that shape to one it builds at (LeNet-5 on MNIST: ``lenet`` pads 28x28 to 32x32)."""
+        from keras_cnns import data
+        from keras_cnns.registry import build_model
+
+        if self.stream_feeds is not None:
+            return ""
+        raw, current = tuple(self.splits.x_train.shape[1:]), tuple(self.x_train.shape[1:])
+        for name in data.PREPROCESSING:
+            shape = data.Preprocessor(name, raw, 0).output_shape
+            if shape == current:
+                continue
+            try:
+                build_model(self.config.model, input_shape=shape, num_classes=self.splits.num_classes,
+                            **dict(self.config.model_kwargs))  # fmt: skip
+            except (UserError, ValueError):
+                continue
+            finally:
+                keras.backend.clear_session()
+            size = "x".join(map(str, shape))
+            return f": preprocess={name} makes them {size} (add --set preprocess={name})"
+        return ""
 
     def _say_hello(self) -> None:
         announce_cpu_slowdowns(self.config.precision)
