@@ -276,8 +276,9 @@ class _Ledger:
         self.devices = devices
         self.records: list[dict] = []
         if path.is_file():
-            from keras_cnns.records import read_records
+            from keras_cnns.records import read_records, set_aside_torn_tail
 
+            set_aside_torn_tail(path)  # a run killed mid-append: its re-run goes on
             self.records = read_records(path)
 
     def find(self, run: PlannedRun, *, any_tags: bool = False) -> dict | None:

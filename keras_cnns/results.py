@@ -55,6 +55,7 @@ from keras_cnns.records import (
     atomic_write_text,
     exclusive,
     read_records,
+    set_aside_torn_tail,
 )
 
 INDEX_FILE = "README.md"
@@ -834,6 +835,7 @@ def write_report(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> Path:
 
 
 def _write_report(experiment: Experiment, exp_dir: Path, out_dir: str | Path) -> Path:
+    set_aside_torn_tail(exp_dir / RECORDS_FILE)  # a line left by a killed run does not block this
     rows, superseded = load_rows(experiment, out_dir)
     plots: dict[Group, list[str]] = {}
     for group in groups(rows):
@@ -873,6 +875,7 @@ def _write_index(out_dir: str | Path) -> Path:
     ]
     for name in list_experiments():
         experiment = get_experiment(name)
+        set_aside_torn_tail(Path(out_dir) / name / RECORDS_FILE)
         rows, _ = load_rows(experiment, out_dir)
         found = [g for g in groups(rows) if _in(rows, g)]
         if found:

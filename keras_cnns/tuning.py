@@ -49,6 +49,7 @@ from keras_cnns.records import (
     atomic_write_bytes,
     atomic_write_text,
     read_records,
+    set_aside_torn_tail,
 )
 
 TUNERS = ("random", "hyperband", "bayesian")
@@ -585,6 +586,7 @@ def _engine_records(directory: Path) -> dict[str, dict]:
     path = directory / "records.jsonl"
     if not path.exists():
         return {}
+    set_aside_torn_tail(path)  # a trial killed mid-append: the report goes on
     return {str(r["tags"].get("trial")): r for r in read_records(path, tuning=True)}
 
 

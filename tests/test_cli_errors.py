@@ -309,6 +309,33 @@ def _smoke_records(out: Path, name: str) -> tuple[Path, dict]:
 
 
 
+def _append_torn(path: Path, record: dict) -> tuple[bytes, bytes]:
+    """Append ``record`` cut in half, as a writer killed mid-append leaves it; returns the file
+    before, and the half line."""
+    before = path.read_bytes()
+    line = (json.dumps(record) + "\n").encode()
+    path.write_bytes(before + line[: len(line) // 2])
+    return before, line[: len(line) // 2]
+
+
+def test_a_torn_last_record_does_not_stop_the_command_that_is_run_again(tmp_path, capsys):
+    """A run killed mid-append leaves half a line; re-running reproduce (or report) sets it
+    aside, says so, and goes on, instead of failing on it every time."""
+    path, template = _smoke_records(tmp_path, "lenet5-mnist")
+    killed = {**template, "run_id": "another-run", "tags": {**template["tags"], "seed": 9}}
+    for argv in (
+        ["reproduce", "lenet5-mnist", "--preset", "smoke", "--out", str(tmp_path), "--quiet"],
+        ["report", "lenet5-mnist", "--out", str(tmp_path)],
+    ):
+        whole, half = _append_torn(path, killed)
+        capsys.readouterr()
+        assert main(argv) == 0, capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"{path}:4: an incomplete record" in err and "records.jsonl.torn" in err
+        assert path.read_bytes() == whole  # nothing trained again, nothing appended
+        torn = path.parent / "records.jsonl.torn"
+        assert torn.read_bytes() == half + b"\n"
+        torn.unlink()
 
 def test_lenet5_on_raw_mnist_names_the_option_and_leaves_nothing_behind(tmp_path, data_dir):
     """After the data is read and the model fails to build: one line naming the option, and no
