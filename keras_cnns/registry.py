@@ -105,13 +105,22 @@ def list_models(family: str | None = None) -> list[ModelEntry]:
     return [e for e in _REGISTRY.values() if family is None or e.family == family]
 
 
+def closest_names(name: str, names: list[str], n: int = 3) -> list[str]:
+    """The registered names a mistyped ``name`` most likely meant: those it begins (``resnet20``
+    -> ``resnet20_cifar``) before those spelled most alike (``vgg61`` -> ``vgg16``)."""
+    key = name.strip().lower()
+    starts = [m for m in names if key and m.lower().startswith(key)]
+    alike = difflib.get_close_matches(key, names, n=n, cutoff=0.4)
+    return list(dict.fromkeys([*starts, *alike]))[:n]
+
+
 def get_entry(name: str) -> ModelEntry:
     """The entry for ``name``; an unknown name is a ``UserError`` naming the closest matches."""
     _load_families()
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
+        close = closest_names(name, list(_REGISTRY))
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UserError(
             f"unknown model {name!r}{hint} (run 'keras-cnns models' for the list)"

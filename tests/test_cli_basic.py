@@ -118,6 +118,12 @@ def test_summary_lenet5(capsys):
     assert "c1_conv" in out and "28x28x6" in out
     assert "(trainable 60,000)" in out  # LeCun et al. 1998: exactly 60,000 trainable parameters
     assert out.splitlines()[-2].startswith("total")
+    # Every layer's multiply-adds, C3 and the subsampling layers included: C1 117,600, S2 1,176,
+    # C3 100 pixels x 25 x 60 connected map pairs = 150,000, S4 400, C5 48,000, F6 10,080,
+    # the RBF output 84 x 10 = 840.
+    assert "not counted" not in out
+    assert out.splitlines()[-2].split()[-1] == "328,096"
+    assert out.splitlines()[-1].endswith("multiply-adds 328.1K")
 
 
 # --- models ------------------------------------------------------------------------------------

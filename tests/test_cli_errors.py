@@ -33,6 +33,7 @@ CASES = [
     (["models", "--bogus"], 2, "unrecognized arguments: --bogus"),
     # summary
     (["summary", "vgg61"], 2, "unknown model 'vgg61'"),
+    (["summary", "resnet20"], 2, "did you mean resnet20_cifar"),
     (["summary", "lenet5", "--classes", "ten"], 2, "--classes"),
     (["summary", "lenet5", "--batch-size", "0"], 2, "expected a positive integer, got 0"),
     (["summary", "lenet5", "--input-shape", "32by32"], 2, "expected a shape such as 32x32x3"),
