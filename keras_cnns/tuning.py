@@ -437,6 +437,7 @@ def run_trial(trial, *, base, out_dir: Path, data_dir, tags: Mapping[str, Any], 
             data_dir=data_dir,
             tags={**tags, "tuning": True, "trial": trial.trial_id},
             verbose=2 if verbose else 0,  # one line per epoch: keras-tuner prints around it
+            evaluate_test=False,  # the choice is made on the validation split alone
         )
     except DivergedError as err:
         raise kt.errors.FailedTrialError(f"diverged: {err}") from err
@@ -590,6 +591,11 @@ def _engine_records(directory: Path) -> dict[str, dict]:
     return {str(r["tags"].get("trial")): r for r in read_records(path, tuning=True)}
 
 
+def trial_number(trial_id: str) -> int:
+    """The number keras-tuner shows a trial under (``Search: Running Trial #N``): its id + 1."""
+    return int(trial_id) + 1
+
+
 def _trial_rows(directory: Path, meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per trial of a search, best score first (failed and unfinished trials last)."""
     names = [p["name"] for p in meta["space"]]
@@ -608,7 +614,7 @@ def _trial_rows(directory: Path, meta: Mapping[str, Any]) -> list[dict[str, Any]
         rows.append(
             {
                 "variant": meta["variant"],
-                "trial": trial.trial_id,
+                "trial": trial_number(trial.trial_id),
                 **{n: values.get(n) for n in names},
                 OBJECTIVE: trial.score if status == "completed" else None,
                 "best_epoch": None if "best_epoch" not in info else int(info["best_epoch"]),
@@ -702,7 +708,8 @@ def write_reports(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> dict[str,
         f"`{exp_dir / TUNING_DIR}`; do not edit. Score: the best `{OBJECTIVE}` over a trial's "
         "epochs, on the validation split held out of the training set; the test set plays no "
         f"part. `keras-cnns reproduce {name} --from-tuning` trains each variant with its best "
-        f"values ({BEST_JSON}).\n\n![the search]({REPORT_PNG})\n"
+        f"values ({BEST_JSON}). Trials are numbered as keras-tuner announces them (`Running Trial "
+        f"#N`); trial N's files are its `trial_<N-1>/`.\n\n![the search]({REPORT_PNG})\n"
     )
     atomic_write_bytes(exp_dir / REPORT_PNG, plot_search(name, frames, spaces))
     atomic_write_text(exp_dir / REPORT_MD, "\n".join([head, *sections]))

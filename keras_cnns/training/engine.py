@@ -73,6 +73,7 @@ def train(
     verbose: int = 1,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     tensorboard: bool | str | os.PathLike = False,
+    evaluate_test: bool = True,
 ) -> dict:
     """Train, test and record one run of ``config``; resume it if it was interrupted.
 
@@ -90,6 +91,9 @@ def train(
             one ``on_train_begin``/``on_train_end`` per epoch (epoch indices are the run's).
         tensorboard: ``True`` to log to ``out_dir/tensorboard/<run_id>``, or a directory.
             Needs the tensorflow and tensorboard packages (any backend).
+        evaluate_test: test the selected weights at the end. ``False`` for runs that must not
+            see the test set (a hyperparameter search's trials): the record's ``test`` is
+            then ``None``.
 
     Returns:
         The record (see ``RECORD_KEYS``) that was appended to ``out_dir/records.jsonl``.
@@ -159,6 +163,7 @@ def train(
                     callbacks=list(callbacks),
                     tensorboard=tensorboard,
                     placement=placement,
+                    evaluate_test=evaluate_test,
                 ).run()
         finally:
             keras.config.set_dtype_policy(caller_policy)
@@ -167,7 +172,10 @@ def train(
 class _Run:
     """One call of ``train``: holds the pieces while the steps run (see ``keras_cnns.training``)."""
 
-    def __init__(self, *, config, out_dir, run_dir, data_dir, tags, state, verbose, callbacks, tensorboard, placement):
+    def __init__(
+        self, *, config, out_dir, run_dir, data_dir, tags, state, verbose, callbacks, tensorboard, placement,
+        evaluate_test=True,
+    ):  # fmt: skip
         self.placement: distribute.Placement = placement
         self.config: TrainConfig = config
         self.out_dir: Path = out_dir
@@ -177,6 +185,7 @@ class _Run:
         self.verbose = verbose
         self.callbacks = callbacks
         self.tensorboard = tensorboard
+        self.evaluate_test = evaluate_test
         self.segment_start = time.perf_counter()
         self.resumed = state is not None and state.epochs_done > 0
         self.state = state or RunState(
@@ -459,12 +468,14 @@ class _Run:
             selected = state.best_epoch
         else:
             selected = state.epochs_done
-        scores = self.placement.evaluate(self.wrapper, self.test_feed, config.batch_size)
-        test = {
-            "loss": float(scores["loss"]),
-            "accuracy": float(scores["accuracy"]),
-            "error": 100.0 * (1.0 - float(scores["accuracy"])),
-        }
+        test = None
+        if self.evaluate_test:
+            scores = self.placement.evaluate(self.wrapper, self.test_feed, config.batch_size)
+            test = {
+                "loss": float(scores["loss"]),
+                "accuracy": float(scores["accuracy"]),
+                "error": 100.0 * (1.0 - float(scores["accuracy"])),
+            }
         with self.placement.portable(self.model):
             state.checksums[FINAL_MODEL_FILE] = _save_model_atomic(self.model, self.run_dir / FINAL_MODEL_FILE)
         self._tick()
@@ -473,8 +484,9 @@ class _Run:
         self._save_state()
         records_lib.append_record(self.out_dir / RECORDS_FILE, record)
         if self.verbose:
+            result = f"test error {test['error']:.2f}%" if test else "trained (the test set is not used)"
             print(
-                f"keras-cnns: {state.run_id}: test error {test['error']:.2f}% (epoch {selected}), "
+                f"keras-cnns: {state.run_id}: {result} (epoch {selected}), "
                 f"record appended to {self.out_dir / RECORDS_FILE}",
                 flush=True,
             )
