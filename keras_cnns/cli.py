@@ -332,8 +332,12 @@ def _add_tune(sub):
 
 
 def _cmd_tune(args) -> int:
-    from keras_cnns import tuning
+    from keras_cnns import experiments, tuning
 
+    # An unknown experiment or preset, or missing data: one line, before keras-tuner starts.
+    preset = experiments.get_experiment(args.experiment).preset(args.preset)
+    data_dir = args.data_dir or os.environ.get("KERAS_CNNS_DATA_DIR") or None
+    _check_archives(data_dir, preset.datasets, "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR")
     _check_out_dir(args.out)
 
     best = tuning.tune(
@@ -345,7 +349,7 @@ def _cmd_tune(args) -> int:
         epochs=args.epochs,
         overwrite=args.overwrite,
         out_dir=args.out,
-        data_dir=args.data_dir,
+        data_dir=data_dir,
         verbose=0 if args.quiet else 1,
     )
     for variant, entry in best["variants"].items():

@@ -528,15 +528,38 @@ def tune(
 
 
 def _search_variant(name, variant, config, *, tuner, trials, preset, overwrite, out_dir, data_dir, verbose):
-    import keras_tuner as kt
-
     space = search_space(name)
     directory = _search_dir(out_dir, name, variant)
     meta = _search_meta(name, variant, preset, tuner, space, config)
     if overwrite and directory.exists():
         shutil.rmtree(directory)
     _check_resume(directory, meta)
+    created = []  # the folders this call makes, deepest first
+    missing = directory
+    while not missing.exists() and missing != missing.parent:
+        created.append(missing)
+        missing = missing.parent
     directory.mkdir(parents=True, exist_ok=True)
+    try:
+        _run_search(name, variant, config, directory, meta, tuner=tuner, trials=trials, preset=preset,
+                    data_dir=data_dir, verbose=verbose)  # fmt: skip
+    except UserError:
+        # A new search whose first trial could not start (data that cannot be read, a bad
+        # option) leaves nothing behind: no trial has a record yet, so nothing is lost.
+        if created and not (directory / experiments.RECORDS_FILE).exists():
+            shutil.rmtree(directory)
+            for folder in created[1:]:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+        raise
+
+
+def _run_search(name, variant, config, directory, meta, *, tuner, trials, preset, data_dir, verbose):
+    import keras_tuner as kt
+
+    space = search_space(name)
     if not (directory / SEARCH_FILE).exists():
         atomic_write_text(directory / SEARCH_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 

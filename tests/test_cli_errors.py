@@ -91,6 +91,7 @@ CASES = [
     (["tune", "relu-vs-tanh", "--preset", "huge", "--out", "{out}"], 2, "huge"),
     (["tune", "relu-vs-tanh", "--out", "{file}"], 2, "is not a directory"),
     (["tune", "relu-vs-tanh", "--out", UNCREATABLE], 2, "is not writable"),
+    (["tune", "relu-vs-tanh", "--data-dir", "{nodata}", "--out", "{out}"], 3, "no archive"),
     # no command, unknown command, unknown backend
     ([], 2, "required: COMMAND"),
     (["fit"], 2, "invalid choice: 'fit'"),
@@ -309,7 +310,6 @@ def _smoke_records(out: Path, name: str) -> tuple[Path, dict]:
     return path, template
 
 
-
 def _append_torn(path: Path, record: dict) -> tuple[bytes, bytes]:
     """Append ``record`` cut in half, as a writer killed mid-append leaves it; returns the file
     before, and the half line."""
@@ -338,6 +338,7 @@ def test_a_torn_last_record_does_not_stop_the_command_that_is_run_again(tmp_path
         assert torn.read_bytes() == half + b"\n"
         torn.unlink()
 
+
 def test_lenet5_on_raw_mnist_names_the_option_and_leaves_nothing_behind(tmp_path, data_dir):
     """After the data is read and the model fails to build: one line naming the option, and no
     checkpoint folder holding only a lock file."""
@@ -353,3 +354,15 @@ def test_lenet5_on_raw_mnist_names_the_option_and_leaves_nothing_behind(tmp_path
     (line,) = [t for t in done.stderr.splitlines() if not _TENSORFLOW_STARTUP.search(t)]
     assert "pad 28x28 MNIST digits" in line and "--set preprocess=lenet" in line
     assert not out.exists()
+
+
+def test_a_search_that_cannot_read_its_data_leaves_nothing_behind(tmp_path, capsys):
+    damaged = tmp_path / "data"
+    damaged.mkdir()
+    (damaged / "mnist.npz").write_bytes(b"PK\x03\x04 not really an archive")
+    out = tmp_path / "runs"
+    argv = ["tune", "lenet5-mnist", "--preset", "smoke", "--trials", "1", "--quiet"]
+    assert main([*argv, "--data-dir", str(damaged), "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mnist.npz" in err
+    assert not out.exists()  # no search folder with a trial that never started, no reports
