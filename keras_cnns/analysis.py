@@ -25,8 +25,11 @@ rows; the slide's "24M" total does not follow from them.
 Multiply-adds (MACs) count the multiplications of convolutions and dense layers; bias
 additions, activations, batch norm (which folds into the preceding convolution at
 inference), pooling and residual additions are 0 MACs, and the row's note names the other
-work (comparisons or additions). Layers the table does not know (custom layers) count their
-parameters through ``count_params`` and 0 MACs, with a note.
+work (comparisons or additions). LeNet-5's own layers count too: C3's partial convolution its
+connected map pairs only, a trainable subsampling one multiply per output, the RBF output one
+multiply-add per input and unit (LeNet-5: 328,096). Layers the table does not know (custom
+layers) count their parameters through ``count_params`` and 0 MACs, with a note, and the
+total then says it is partial.
 
 Receptive fields use the standard recurrence along the graph, per spatial axis, in input
 pixels: ``r_out = r_in + (k - 1) * d * j_in``, ``j_out = j_in * s`` and
@@ -574,11 +577,14 @@ def _fmt_count(n: float) -> str:
     return f"{n:g}"
 
 
+_NOT_COUNTED = "MACs not counted"
+
+
 def _macs(op, node, batch_size: int) -> tuple[int, str]:
     """Multiply-accumulates of one call, and a note on the work they leave out."""
     import keras
 
-    from keras_cnns.layers import StochasticDepth
+    from keras_cnns.layers import EuclideanRBF, PartialConv2D, StochasticDepth, TrainableSubsampling
 
     layers = keras.layers
     in_shape = tuple(node.input_tensors[0].shape) if node.input_tensors else ()
@@ -599,6 +605,18 @@ def _macs(op, node, batch_size: int) -> tuple[int, str]:
         return out_elems * math.prod(op.kernel_size) * in_shape[-1] // groups, ""
     if isinstance(op, layers.Dense):
         return batch_size * math.prod(in_shape[1:]) * out_shape[-1], ""
+    # LeNet-5's own layers (LeCun et al. 1998, Sec. II-B).
+    if isinstance(op, PartialConv2D):
+        # Only connected (input map, output map) pairs are computed: C3's 60 of 96.
+        connected = sum(sum(row) for row in op.connections)
+        return batch_size * math.prod(_spatial(out_shape)) * op.kernel_size**2 * connected, ""
+    if isinstance(op, TrainableSubsampling):
+        # Each output: a window's sum (additions) times the trainable coefficient.
+        return out_elems, f"{_fmt_count(out_elems * (op.pool_size**2 - 1))} additions"
+    if isinstance(op, EuclideanRBF):
+        # Each unit: sum over the inputs of (x - w)^2, one subtraction and one multiply-add each.
+        macs = batch_size * in_shape[-1] * op.units
+        return macs, f"{_fmt_count(macs)} subtractions"
     pool_max = (layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D)
     pool_avg = (layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D)
     if isinstance(op, pool_max + pool_avg):
@@ -631,10 +649,10 @@ def _macs(op, node, batch_size: int) -> tuple[int, str]:
         try:
             return layer_table(op, batch_size=batch_size)[-1].macs, "nested model"
         except UserError:
-            return 0, "nested model: MACs not counted"
+            return 0, f"nested model: {_NOT_COUNTED}"
     if not getattr(op, "weights", None) and in_shape == out_shape:
         return 0, ""  # a weightless elementwise layer (a custom activation): no multiply-adds
-    return 0, "custom layer: MACs not counted"
+    return 0, f"custom layer: {_NOT_COUNTED}"
 
 
 def layer_table(model: keras.Model, batch_size: int = 1, dtype_bytes: int = 4) -> list[LayerRow]:
@@ -746,10 +764,14 @@ def format_table(rows: list[LayerRow], *, dtype_bytes: int = 4) -> str:
     rule = "  ".join("-" * w for w in widths)
     body = [fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])]
     total = rows[-1]
+    uncounted = [r.name for r in rows[:-1] if r.note.endswith(_NOT_COUNTED)]
+    partial = (
+        f" (a partial total: without {', '.join(uncounted)}, whose MACs are not counted)" if uncounted else ""
+    )
     body.append(
         f"params {total.params:,} (trainable {total.trainable_params:,}); activations "
         f"{total.activations:,} = {total.activation_bytes / 1e6:,.1f} MB at {dtype_bytes} bytes "
-        f"(forward only, about twice that to train); multiply-adds {_fmt_count(total.macs)}"
+        f"(forward only, about twice that to train); multiply-adds {_fmt_count(total.macs)}{partial}"
     )
     return "\n".join(body)
 

@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
+import json
 import os
 import sys
+import tempfile
 
 from keras_cnns import native_logs
 from keras_cnns.errors import DataError, DivergedError, UserError
+from keras_cnns.records import DEFAULT_OUT_DIR
 
 BACKENDS = ("tensorflow", "jax", "torch")
+# How to install each backend's package, for the one-line error when it is missing.
+_BACKEND_INSTALL = {
+    "tensorflow": "pip install tensorflow",
+    "jax": "BACKENDS=jax bash scripts/setup.sh (or pip install \"jax[cpu]\")",
+    "torch": "BACKENDS=torch bash scripts/setup.sh (or pip install torch)",
+}
 # Failed writes a user can fix (free space, permissions): one line, not a traceback.
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -65,6 +75,16 @@ def _check_out_dir(path: str, flag: str = "--out") -> None:
         raise UserError(f"{flag} {path!r} is not a directory{where}; choose another {flag}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path!r} is not writable (no write permission on {existing}); choose another {flag}")
+    # Permissions are not the whole story (root, /proc, a read-only mount): try to create
+    # something there, and leave nothing behind.
+    try:
+        probe = tempfile.mkdtemp(dir=existing, prefix=".keras-cnns-probe-")
+    except OSError as err:
+        raise UserError(
+            f"{flag} {path!r} is not writable (cannot create anything in {existing}: {err.strerror}); "
+            f"choose another {flag}"
+        ) from None
+    os.rmdir(probe)
 
 
 def _check_archives(data_dir: str | None, datasets, flag: str) -> None:
@@ -87,9 +107,17 @@ def _check_archives(data_dir: str | None, datasets, flag: str) -> None:
 
 
 def _add_models(sub):
-    p = sub.add_parser("models", help="list every registered architecture with its parameter count")
+    p = sub.add_parser("models", help="list every registered architecture (--params: with its parameter count)")
     p.add_argument("--family", help="only this family")
-    p.add_argument("--no-params", action="store_true", help="skip building models to count parameters")
+    counts = p.add_mutually_exclusive_group()
+    counts.add_argument(
+        "--params",
+        action="store_true",
+        help="build each net to count its parameters (seconds per net on a CPU, a minute for "
+        "ResNet-1202; minutes for all)",
+    )
+    # The default since the list became instant; kept so that older command lines still work.
+    counts.add_argument("--no-params", action="store_true", help=argparse.SUPPRESS)
 
 
 def _cmd_models(args) -> int:
@@ -115,22 +143,39 @@ def _cmd_models(args) -> int:
         tail = "".join(f"  {c:>{count_width}}" for c in counts)
         return f"{left}  {right}{tail}".rstrip()
 
-    counts_head = () if args.no_params else ("parameters", "trainable")
-    print(line(head, counts_head), flush=True)
-    if not args.no_params:
-        import keras  # only now: --backend has been applied by main
-
-        from keras_cnns.registry import build_model
-    for entry, texts in zip(entries, cells, strict=True):
-        counts = ()
+    if not args.params:
+        print(line(head))
+        for texts in cells:
+            print(line(texts))
+        sys.stdout.flush()  # the table first, then the hint under it
         if not args.no_params:
-            # Built at the default shape, one at a time; rows appear as they are counted,
-            # because the largest nets take seconds each to build.
-            model = build_model(entry.name)
-            trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
-            counts = (f"{model.count_params():,}", f"{trainable:,}")
-            del model
-            keras.backend.clear_session()
+            print(
+                "keras-cnns: parameter counts: add --params (it builds each net: seconds per net on "
+                "a CPU, minutes for all; --family F for one family)",
+                file=sys.stderr,
+            )
+        return 0
+
+    # Building is the slow part (ResNet-1202 takes most of a minute on two cores): say so
+    # first, then print each row as soon as its net is counted.
+    print(
+        f"keras-cnns: building {len(entries)} net{'s' if len(entries) > 1 else ''} one at a time to "
+        "count parameters (without --params the list is instant)",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(line(head, ("parameters", "trainable")), flush=True)
+    import keras  # only now: --backend has been applied by main
+
+    from keras_cnns.registry import build_model
+
+    for entry, texts in zip(entries, cells, strict=True):
+        # Built at the default shape, one at a time.
+        model = build_model(entry.name)
+        trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+        counts = (f"{model.count_params():,}", f"{trainable:,}")
+        del model
+        keras.backend.clear_session()
         print(line(texts, counts), flush=True)
     return 0
 
@@ -278,14 +323,22 @@ def _add_tune(sub):
         help="epochs per trial, the preset's schedule scaled to fit (default: the preset's)",
     )
     p.add_argument("--overwrite", action="store_true", help="discard the previous search and start again")
-    p.add_argument("--out", default="results", help="results root (default: results)")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT_DIR,
+        help=f"the search goes under OUT/EXPERIMENT/ (default: {DEFAULT_OUT_DIR}; the committed one: results)",
+    )
     p.add_argument("--data-dir", help="local data archives (default: $KERAS_CNNS_DATA_DIR)")
     p.add_argument("--quiet", action="store_true", help="no per-trial and per-epoch output")
 
 
 def _cmd_tune(args) -> int:
-    from keras_cnns import tuning
+    from keras_cnns import experiments, tuning
 
+    # An unknown experiment or preset, or missing data: one line, before keras-tuner starts.
+    preset = experiments.get_experiment(args.experiment).preset(args.preset)
+    data_dir = args.data_dir or os.environ.get("KERAS_CNNS_DATA_DIR") or None
+    _check_archives(data_dir, preset.datasets, "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR")
     _check_out_dir(args.out)
 
     best = tuning.tune(
@@ -297,7 +350,7 @@ def _cmd_tune(args) -> int:
         epochs=args.epochs,
         overwrite=args.overwrite,
         out_dir=args.out,
-        data_dir=args.data_dir,
+        data_dir=data_dir,
         verbose=0 if args.quiet else 1,
     )
     for variant, entry in best["variants"].items():
@@ -346,7 +399,11 @@ def _add_train(sub):
     p.add_argument("--batch-size", help="images per step (default: 128)")
     p.add_argument("--precision", help="float32 (default), mixed_float16 or mixed_bfloat16")
     p.add_argument("--augment", help="comma-separated augmentations, e.g. pad_crop,flip (default: none)")
-    p.add_argument("--train-subset", help="train on this many images (a seeded draw; for smoke runs)")
+    p.add_argument(
+        "--train-subset",
+        help="train on this many images (a seeded draw; for smoke runs); the validation split "
+        "shrinks to at most as many",
+    )
     p.add_argument("--test-subset", help="test on this many images (a seeded draw)")
     p.add_argument("--seed", help="seed of weights, split, order, dropout and augmentation (default: 0)")
     p.add_argument(
@@ -359,11 +416,33 @@ def _add_train(sub):
         "or a model option: --set model_kwargs.activation=tanh (applied after the flags)",
     )
     p.add_argument("--data-dir", help="local data archives (default: $KERAS_CNNS_DATA_DIR)")
-    p.add_argument("--out", default="runs", help="records.jsonl and checkpoints go here (default: runs)")
+    p.add_argument(
+        "--out", default=DEFAULT_OUT_DIR, help=f"records.jsonl and checkpoints go here (default: {DEFAULT_OUT_DIR})"
+    )
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to OUT/tensorboard/")
     p.add_argument("--no-resume", action="store_true", help="discard this run's checkpoint and start again")
-    p.add_argument("--quiet", action="store_true", help="no progress bar; print only the result")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the result (otherwise a progress bar, or one line per epoch when stdout is not a terminal)",
+    )
     _add_placement_flags(p)
+
+
+def _validation_for_subset(config, overrides, *, quiet: bool):
+    """A training subset smaller than the validation split validates on as many images as it
+    trains on (``val_size`` from ``--set`` is kept): 5,000 validation images would take most of
+    each epoch of a 512-image smoke run."""
+    chosen = any(o.partition("=")[0].strip() == "val_size" for o in overrides)
+    if config.train_subset is None or chosen or config.val_size <= config.train_subset:
+        return config
+    if not quiet:
+        print(
+            f"keras-cnns: --train-subset {config.train_subset}: validating on {config.train_subset:,} "
+            f"held-out images, not {config.val_size:,} (--set val_size=N to choose)",
+            flush=True,
+        )
+    return config.replace(val_size=config.train_subset)
 
 
 def _cmd_train(args) -> int:
@@ -376,12 +455,14 @@ def _cmd_train(args) -> int:
         if value is not None:
             flags.append(f"{name}={value}")
     config = TrainConfig(model=args.model).with_overrides([*flags, *args.overrides])
+
+    from keras_cnns.registry import check_options
+
+    # An unknown model or model option: one line, before any data is read.
+    check_options(config.model, dict(config.model_kwargs))
+    config = _validation_for_subset(config, args.overrides, quiet=args.quiet)
     data_dir = args.data_dir or os.environ.get("KERAS_CNNS_DATA_DIR") or None
     _check_archives(data_dir, [config.dataset], "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR")
-
-    from keras_cnns.registry import get_entry
-
-    get_entry(config.model)  # an unknown model: one line, before any data is read
     _check_out_dir(args.out)
 
     from keras_cnns import distribute
@@ -395,7 +476,9 @@ def _cmd_train(args) -> int:
         out_dir=args.out,
         data_dir=data_dir,
         resume=not args.no_resume,
-        verbose=0 if args.quiet else 1,
+        # A progress bar redraws one line with control characters: in a log file (stdout not
+        # a terminal) one line per epoch reads better.
+        verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
         tensorboard=args.tensorboard,
     )
     if args.quiet:
@@ -424,7 +507,12 @@ def _add_reproduce(sub):
         help=f"{' | '.join(PRESETS)}: the paper's recipe, one GPU for ~10 minutes, two CPU cores for a few hours, or a CPU check (default: smoke)",
     )
     p.add_argument("--seeds", type=_positive_int, default=1, help="run seeds 0..N-1 (default: 1)")
-    p.add_argument("--out", default="results", help="results root (default: results)")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT_DIR,
+        help=f"records, checkpoints and tables go under OUT/EXPERIMENT/ (default: {DEFAULT_OUT_DIR}; "
+        "add to the committed records: results)",
+    )
     p.add_argument("--data-dir", help="local data archives (default: $KERAS_CNNS_DATA_DIR, else tfds)")
     p.add_argument(
         "--set",
@@ -494,8 +582,13 @@ def _cmd_reproduce(args) -> int:
 
 def _add_report(sub):
     p = sub.add_parser("report", help="regenerate results tables and plots from the run records")
-    p.add_argument("experiment", nargs="?", help="one experiment (default: every experiment)")
-    p.add_argument("--out", default="results", help="results root (default: results)")
+    p.add_argument("experiment", nargs="?", help="one experiment (default: every experiment with records)")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT_DIR,
+        help=f"the folder whose records to report, and where the tables go (default: {DEFAULT_OUT_DIR}; "
+        "the committed ones: results)",
+    )
 
 
 def _cmd_report(args) -> int:
@@ -503,6 +596,18 @@ def _cmd_report(args) -> int:
 
     names = [experiments.get_experiment(args.experiment).name] if args.experiment else experiments.list_experiments()
     _check_out_dir(args.out)
+    # Reports come from records: a folder without any (a mistyped --out) is an error, not a
+    # tree of empty "not run yet" pages.
+    names = [n for n in names if results.has_records(n, args.out) or tuning.has_search(n, args.out)]
+    if not names:
+        where = os.path.join(args.out, args.experiment or "EXPERIMENT", experiments.RECORDS_FILE)
+        run = f"keras-cnns reproduce {args.experiment or 'EXPERIMENT'}"
+        if args.out != DEFAULT_OUT_DIR:
+            run += f" --out {args.out}"
+        raise UserError(
+            f"no run records in {where}: run '{run}' first, or point --out at the folder that "
+            "holds them (the committed results: --out results)"
+        )
     for name in names:
         print(f"keras-cnns: wrote {results.write_report(name, args.out)}")
         if tuning.has_search(name, args.out):
@@ -554,6 +659,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configured_backend() -> tuple[str, str]:
+    """The backend Keras will start with, and where that choice comes from (as Keras reads it:
+    ``KERAS_BACKEND``, else ``keras.json`` in ``$KERAS_HOME`` or ``~/.keras``, else TensorFlow)."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"], "KERAS_BACKEND"
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    config = os.path.join(home, "keras.json")
+    try:
+        with open(config) as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        backend = None
+    if isinstance(backend, str) and backend:
+        return backend, config
+    return "tensorflow", ""
+
+
+def _check_backend(origin_flag: bool) -> None:
+    """The chosen backend must be one keras-cnns runs on, and installed: checked before Keras
+    is imported, which would otherwise fail with a long traceback."""
+    backend, origin = _configured_backend()
+    where = "--backend" if origin_flag else (f"KERAS_BACKEND={backend}" if origin == "KERAS_BACKEND" else origin)
+    if backend not in BACKENDS:
+        raise UserError(
+            f"{where} names the backend {backend!r}; keras-cnns runs on {', '.join(BACKENDS)}: "
+            "choose one with --backend"
+        )
+    if importlib.util.find_spec(backend) is None:
+        chosen = f" (chosen by {where})" if where else ""
+        raise UserError(
+            f"the {backend} backend{chosen} is not installed: {_BACKEND_INSTALL[backend]}, "
+            "or choose an installed one with --backend"
+        )
+
+
+def _needs_keras(args) -> bool:
+    """Whether the command imports Keras (and so its backend)."""
+    if args.command == "models":
+        return bool(args.params)
+    return args.command in ("summary", "train", "reproduce", "tune")
+
+
 def main(argv: list[str] | None = None) -> int:
     native_logs.quiet_first_import("tensorflow")
     parser = build_parser()
@@ -564,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["KERAS_BACKEND"] = args.backend
     handler = globals()[f"_cmd_{args.command.replace('-', '_')}"]
     try:
+        if _needs_keras(args) and "keras" not in sys.modules:
+            _check_backend(origin_flag=bool(args.backend))
         return int(handler(args) or 0)
     except UserError as err:
         print(f"keras-cnns: error: {err}", file=sys.stderr)

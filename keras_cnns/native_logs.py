@@ -71,8 +71,9 @@ def filtered_stderr() -> Iterator[None]:
 class _FilteringLoader(importlib.abc.Loader):
     """A module's own loader, its ``exec_module`` run under ``filtered_stderr``."""
 
-    def __init__(self, loader):
+    def __init__(self, loader, finder: _FirstImport):
         self._loader = loader
+        self._finder = finder
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
@@ -81,24 +82,35 @@ class _FilteringLoader(importlib.abc.Loader):
         module.__loader__ = self._loader
         if module.__spec__ is not None:
             module.__spec__.loader = self._loader
+        self._finder.remove()
         with filtered_stderr():
             self._loader.exec_module(module)
 
 
 class _FirstImport(importlib.abc.MetaPathFinder):
-    """Finds ``name`` once, with ``_FilteringLoader`` around its loader, then steps aside."""
+    """Finds ``name`` with ``_FilteringLoader`` around its loader, until the module is first
+    executed (a mere ``importlib.util.find_spec``, as a check that it is installed, leaves it
+    in place)."""
 
     def __init__(self, name: str):
         self.name = name
+        self._searching = False
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != self.name:
+        if fullname != self.name or self._searching:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _FilteringLoader(spec.loader)
+        self._searching = True  # the search below asks every finder again, this one included
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._searching = False
+        if spec is not None and spec.loader is not None and not isinstance(spec.loader, _FilteringLoader):
+            spec.loader = _FilteringLoader(spec.loader, self)
         return spec
+
+    def remove(self) -> None:
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
 
 
 def quiet_first_import(name: str = "tensorflow") -> None:

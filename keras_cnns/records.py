@@ -13,7 +13,8 @@ the same file at once, and any of them may be killed at any moment, so:
   them.
 * A line left incomplete by a writer that was killed mid-append (a large ``os.write`` can be
   cut short by SIGKILL, or by a full disk) is set aside, never silently dropped: the next
-  ``append_record`` moves it to ``<file>.torn`` and says so on stderr; until then
+  ``append_record`` (or ``set_aside_torn_tail``, which the commands that read records before
+  writing call first) moves it to ``<file>.torn`` and says so on stderr; until then
   ``read_records`` reports it as ``file:line``. A write that fails (``ENOSPC``) truncates the
   file back to where it was.
 * ``exclusive(path)`` serialises whole read-regenerate-write cycles (table regeneration) on a
@@ -49,6 +50,7 @@ from typing import Any, NoReturn
 from keras_cnns.errors import DataError, UserError
 
 __all__ = [
+    "DEFAULT_OUT_DIR",
     "FAULT_ENV",
     "FAULT_KINDS",
     "append_record",
@@ -61,8 +63,12 @@ __all__ = [
     "is_temp_file",
     "json_safe",
     "read_records",
+    "set_aside_torn_tail",
 ]
 
+# Where every command writes (records, checkpoints, tables) unless told otherwise: a git-ignored
+# folder, so the committed results/ change only when a command is given --out results.
+DEFAULT_OUT_DIR = "runs"
 FAULT_ENV = "KERAS_CNNS_FAULT"
 FAULT_KINDS = ("train-batch", "checkpoint-write", "file-write", "record-write")
 FAULT_ACTIONS = ("kill", "enospc")
@@ -177,6 +183,29 @@ def _append_line(fd: int, path: Path, line: bytes) -> None:
         raise _named(err, path) from None
 
 
+def set_aside_torn_tail(path: str | os.PathLike) -> None:
+    """Move an incomplete last line of ``path`` to ``<path>.torn`` (saying so on stderr), as the
+    next ``append_record`` would; nothing happens if the file is whole or does not exist.
+
+    Commands that read a records file and then write beside it (``reproduce`` before it plans,
+    ``report`` before it regenerates) call this first, so re-running the command that was
+    killed goes on instead of failing on the line its writer left.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            _set_aside_torn_tail(fd, path)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def _set_aside_torn_tail(fd: int, path: Path) -> None:
     """Move an incomplete last line (no newline: its writer died) to ``<path>.torn``.
 
@@ -240,8 +269,8 @@ def _parse_lines(path: Path, data: bytes) -> list[dict]:
             if number == len(lines) and not complete:
                 raise DataError(
                     f"{path}:{number}: incomplete last record (its writer was killed mid-write); "
-                    f"re-run the command that wrote it (the next append moves the line to "
-                    f"{path.name}{TORN_SUFFIX}) or delete that line"
+                    f"re-run the command that wrote it (keras-cnns train, reproduce, tune and report "
+                    f"move the line to {path.name}{TORN_SUFFIX} and go on) or delete that line"
                 ) from None
             reason = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
             raise DataError(

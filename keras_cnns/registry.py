@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,13 +105,22 @@ def list_models(family: str | None = None) -> list[ModelEntry]:
     return [e for e in _REGISTRY.values() if family is None or e.family == family]
 
 
+def closest_names(name: str, names: list[str], n: int = 3) -> list[str]:
+    """The registered names a mistyped ``name`` most likely meant: those it begins (``resnet20``
+    -> ``resnet20_cifar``) before those spelled most alike (``vgg61`` -> ``vgg16``)."""
+    key = name.strip().lower()
+    starts = [m for m in names if key and m.lower().startswith(key)]
+    alike = difflib.get_close_matches(key, names, n=n, cutoff=0.4)
+    return list(dict.fromkeys([*starts, *alike]))[:n]
+
+
 def get_entry(name: str) -> ModelEntry:
     """The entry for ``name``; an unknown name is a ``UserError`` naming the closest matches."""
     _load_families()
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
+        close = closest_names(name, list(_REGISTRY))
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UserError(
             f"unknown model {name!r}{hint} (run 'keras-cnns models' for the list)"
@@ -121,6 +130,25 @@ def get_entry(name: str) -> ModelEntry:
 def model_revision(name: str) -> int:
     """The current revision of model ``name`` (see ``ModelEntry.revision``)."""
     return get_entry(name).revision
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> ModelEntry:
+    """The entry of ``name``, after checking that its builder takes every option in ``options``.
+
+    Cheap (nothing is built, Keras is not imported), so a bad option fails before any work.
+
+    Raises:
+        UserError: an unknown model, or an option its builder does not take.
+    """
+    entry = get_entry(name)
+    accepted = inspect.signature(entry.builder).parameters
+    unknown = sorted(set({**entry.defaults, **options}) - set(accepted))
+    if unknown:
+        allowed = sorted(k for k in accepted if k not in ("spec", "input_shape", "num_classes", "name"))
+        raise UserError(
+            f"model {name!r} takes no option {unknown[0]!r}; its options are: {', '.join(allowed)}"
+        )
+    return entry
 
 
 def build_model(
@@ -141,15 +169,8 @@ def build_model(
     Returns:
         A ``keras.Model`` that maps images to float32 logits.
     """
-    entry = get_entry(name)
+    entry = check_options(name, overrides)
     kwargs = {**entry.defaults, **overrides}
-    accepted = inspect.signature(entry.builder).parameters
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        allowed = sorted(k for k in accepted if k not in ("spec", "input_shape", "num_classes", "name"))
-        raise UserError(
-            f"model {name!r} takes no option {unknown[0]!r}; its options are: {', '.join(allowed)}"
-        )
     return entry.builder(
         entry.spec,
         input_shape=tuple(input_shape or entry.input_shape),

@@ -27,6 +27,7 @@ from typing import Any
 from keras_cnns.errors import DivergedError, UserError
 from keras_cnns.experiment import TrainConfig
 from keras_cnns.experiments import RECORDS_FILE, Experiment, Preset, get_experiment, match_key
+from keras_cnns.records import DEFAULT_OUT_DIR
 
 # --- planning ---------------------------------------------------------------------------------------
 
@@ -180,7 +181,7 @@ def run_experiment(
     *,
     preset: str = "smoke",
     seeds: int | Sequence[int] = 1,
-    out_dir: str | os.PathLike = "results",
+    out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
     data_dir: str | os.PathLike | None = None,
     overrides: Sequence[str] = (),
     variants: Iterable[str] | str | None = None,
@@ -275,8 +276,9 @@ class _Ledger:
         self.devices = devices
         self.records: list[dict] = []
         if path.is_file():
-            from keras_cnns.records import read_records
+            from keras_cnns.records import read_records, set_aside_torn_tail
 
+            set_aside_torn_tail(path)  # a run killed mid-append: its re-run goes on
             self.records = read_records(path)
 
     def find(self, run: PlannedRun, *, any_tags: bool = False) -> dict | None:

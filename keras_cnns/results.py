@@ -1,7 +1,8 @@
 """Run records -> tables and plots, beside the papers' numbers.
 
-``write_report(name)`` regenerates everything under ``results/<name>/`` from that
-experiment's ``records.jsonl`` and nothing else:
+``write_report(name, out_dir)`` regenerates everything under ``<out_dir>/<name>/`` from that
+experiment's ``records.jsonl`` and nothing else (``out_dir``: ``runs`` by default, the
+committed ``results`` when asked for):
 
 * ``README.md``: per preset (a smoke table never mixes with a quick one; runs with ``--set``
   overrides form their own group), a table ``variant | dataset | paper | ours (mean ± std,
@@ -12,7 +13,7 @@ experiment's ``records.jsonl`` and nothing else:
 * ``results.csv``: one row per run (sweep and diverged runs included, marked).
 * ``<group>-<dataset>-curves.png``: error per epoch for every variant (mean over seeds).
 
-``write_index()`` writes ``results/README.md``, one line per experiment. Every file is written
+``write_index(out_dir)`` writes ``<out_dir>/README.md``, one line per experiment. Every file is written
 atomically (``keras_cnns.records.atomic_write_*``), and each regeneration holds an exclusive
 lock on the directory it writes (``keras_cnns.records.exclusive``) from reading the records to
 writing the last file, so processes appending records and regenerating tables at once leave
@@ -48,7 +49,14 @@ from keras_cnns.experiments import (
     list_experiments,
     match_key,
 )
-from keras_cnns.records import atomic_write_bytes, atomic_write_text, exclusive, read_records
+from keras_cnns.records import (
+    DEFAULT_OUT_DIR,
+    atomic_write_bytes,
+    atomic_write_text,
+    exclusive,
+    read_records,
+    set_aside_torn_tail,
+)
 
 INDEX_FILE = "README.md"
 REPORT_FILE = "README.md"
@@ -1031,7 +1039,12 @@ def _plot_name(group: Group, dataset: str) -> str:
 # --- the files ----------------------------------------------------------------------------------
 
 
-def load_rows(experiment: Experiment, out_dir: str | Path = "results") -> tuple[list[dict], int]:
+def has_records(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> bool:
+    """Whether ``<out_dir>/<name>/records.jsonl`` exists (a report has something to show)."""
+    return (Path(out_dir) / get_experiment(name).name / RECORDS_FILE).is_file()
+
+
+def load_rows(experiment: Experiment, out_dir: str | Path = DEFAULT_OUT_DIR) -> tuple[list[dict], int]:
     """``run_rows`` of ``<out_dir>/<name>/records.jsonl`` (no rows if it does not exist)."""
     path = Path(out_dir) / experiment.name / RECORDS_FILE
     records = read_records(path) if path.is_file() else []
@@ -1054,7 +1067,7 @@ def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return frame.to_csv(index=False)
 
 
-def write_report(name: str, out_dir: str | Path = "results") -> Path:
+def write_report(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> Path:
     """Regenerate ``<out_dir>/<name>/``'s README.md, results.csv and plots from its records
     (and its keras-tuner search's report, if it has one).
 
@@ -1076,6 +1089,7 @@ def write_report(name: str, out_dir: str | Path = "results") -> Path:
 
 
 def _write_report(experiment: Experiment, exp_dir: Path, out_dir: str | Path) -> Path:
+    set_aside_torn_tail(exp_dir / RECORDS_FILE)  # a line left by a killed run does not block this
     rows, superseded = load_rows(experiment, out_dir)
     plots: dict[Group, list[str]] = {}
     for group in groups(rows):
@@ -1095,7 +1109,7 @@ def _write_report(experiment: Experiment, exp_dir: Path, out_dir: str | Path) ->
     return path
 
 
-def write_index(out_dir: str | Path = "results") -> Path:
+def write_index(out_dir: str | Path = DEFAULT_OUT_DIR) -> Path:
     """Regenerate ``<out_dir>/README.md``: one line per experiment."""
     with exclusive(out_dir):
         return _write_index(out_dir)
@@ -1115,6 +1129,7 @@ def _write_index(out_dir: str | Path) -> Path:
     ]
     for name in list_experiments():
         experiment = get_experiment(name)
+        set_aside_torn_tail(Path(out_dir) / name / RECORDS_FILE)
         rows, _ = load_rows(experiment, out_dir)
         found = [g for g in groups(rows) if _in(rows, g)]
         if found:
@@ -1132,9 +1147,11 @@ def _write_index(out_dir: str | Path) -> Path:
         else:
             presets = "none yet"
             summary = f"not run yet: `keras-cnns reproduce {name} --preset smoke`"
-        lines.append(
-            f"| [{name}]({name}/{REPORT_FILE}) | {experiment.paper} | {presets} | {_cell(summary)} |"
-        )
+        # Only experiments with records (or a page) are linked: a user's runs/ holds pages of
+        # the experiments they ran, and no others.
+        page = Path(out_dir) / name / REPORT_FILE
+        title = f"[{name}]({name}/{REPORT_FILE})" if rows or page.is_file() else name
+        lines.append(f"| {title} | {experiment.paper} | {presets} | {_cell(summary)} |")
     path = Path(out_dir) / INDEX_FILE
     atomic_write_text(path, "\n".join(lines) + "\n")
     _update_front_page(Path(out_dir), lines[-(len(list_experiments()) + 2) :])
@@ -1183,7 +1200,7 @@ def _update_front_page(out_dir: Path, table: Sequence[str]) -> None:
 
 def headline(
     name: str,
-    out_dir: str | Path = "results",
+    out_dir: str | Path = DEFAULT_OUT_DIR,
     *,
     preset: str,
     overrides: Sequence[str] = (),
@@ -1198,7 +1215,7 @@ def headline(
 
 def summary_table(
     name: str,
-    out_dir: str | Path = "results",
+    out_dir: str | Path = DEFAULT_OUT_DIR,
     *,
     preset: str,
     overrides: Sequence[str] = (),

@@ -7,7 +7,8 @@ preprocessing, checkpoints, records), tagged ``{"tuning": True, "trial": id}``; 
 the best validation accuracy over its epochs, on the split held out of the training set. The
 test set plays no part in the choice.
 
-Layout under ``OUT/EXPERIMENT/`` (``OUT`` defaults to ``results``)::
+Layout under ``OUT/EXPERIMENT/`` (``OUT`` defaults to ``runs``; ``--out results`` for the
+committed searches)::
 
     tuning/<variant>/           keras-tuner's project (oracle.json, trial_*/trial.json) plus
                                 the engine's records.jsonl and checkpoints of every trial
@@ -43,7 +44,13 @@ from typing import Any
 
 from keras_cnns import experiments
 from keras_cnns.errors import DataError, DivergedError, UserError
-from keras_cnns.records import atomic_write_bytes, atomic_write_text, read_records
+from keras_cnns.records import (
+    DEFAULT_OUT_DIR,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_records,
+    set_aside_torn_tail,
+)
 
 TUNERS = ("random", "hyperband", "bayesian")
 KINDS = ("float", "int", "choice")
@@ -430,6 +437,7 @@ def run_trial(trial, *, base, out_dir: Path, data_dir, tags: Mapping[str, Any], 
             data_dir=data_dir,
             tags={**tags, "tuning": True, "trial": trial.trial_id},
             verbose=2 if verbose else 0,  # one line per epoch: keras-tuner prints around it
+            evaluate_test=False,  # the choice is made on the validation split alone
         )
     except DivergedError as err:
         raise kt.errors.FailedTrialError(f"diverged: {err}") from err
@@ -460,7 +468,7 @@ def tune(
     variant: str | None = None,
     epochs: int | None = None,
     overwrite: bool = False,
-    out_dir: str | Path = "results",
+    out_dir: str | Path = DEFAULT_OUT_DIR,
     data_dir: str | Path | None = None,
     verbose: int = 1,
 ) -> dict[str, Any]:
@@ -520,15 +528,38 @@ def tune(
 
 
 def _search_variant(name, variant, config, *, tuner, trials, preset, overwrite, out_dir, data_dir, verbose):
-    import keras_tuner as kt
-
     space = search_space(name)
     directory = _search_dir(out_dir, name, variant)
     meta = _search_meta(name, variant, preset, tuner, space, config)
     if overwrite and directory.exists():
         shutil.rmtree(directory)
     _check_resume(directory, meta)
+    created = []  # the folders this call makes, deepest first
+    missing = directory
+    while not missing.exists() and missing != missing.parent:
+        created.append(missing)
+        missing = missing.parent
     directory.mkdir(parents=True, exist_ok=True)
+    try:
+        _run_search(name, variant, config, directory, meta, tuner=tuner, trials=trials, preset=preset,
+                    data_dir=data_dir, verbose=verbose)  # fmt: skip
+    except UserError:
+        # A new search whose first trial could not start (data that cannot be read, a bad
+        # option) leaves nothing behind: no trial has a record yet, so nothing is lost.
+        if created and not (directory / experiments.RECORDS_FILE).exists():
+            shutil.rmtree(directory)
+            for folder in created[1:]:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+        raise
+
+
+def _run_search(name, variant, config, directory, meta, *, tuner, trials, preset, data_dir, verbose):
+    import keras_tuner as kt
+
+    space = search_space(name)
     if not (directory / SEARCH_FILE).exists():
         atomic_write_text(directory / SEARCH_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
@@ -579,7 +610,13 @@ def _engine_records(directory: Path) -> dict[str, dict]:
     path = directory / "records.jsonl"
     if not path.exists():
         return {}
+    set_aside_torn_tail(path)  # a trial killed mid-append: the report goes on
     return {str(r["tags"].get("trial")): r for r in read_records(path, tuning=True)}
+
+
+def trial_number(trial_id: str) -> int:
+    """The number keras-tuner shows a trial under (``Search: Running Trial #N``): its id + 1."""
+    return int(trial_id) + 1
 
 
 def _trial_rows(directory: Path, meta: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -600,7 +637,7 @@ def _trial_rows(directory: Path, meta: Mapping[str, Any]) -> list[dict[str, Any]
         rows.append(
             {
                 "variant": meta["variant"],
-                "trial": trial.trial_id,
+                "trial": trial_number(trial.trial_id),
                 **{n: values.get(n) for n in names},
                 OBJECTIVE: trial.score if status == "completed" else None,
                 "best_epoch": None if "best_epoch" not in info else int(info["best_epoch"]),
@@ -636,18 +673,18 @@ def _searches(out_dir: str | Path, name: str) -> list[tuple[Path, dict]]:
     return found
 
 
-def report_paths(name: str, out_dir: str | Path = "results") -> str:
+def report_paths(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> str:
     """The generated files of a search, for messages."""
     exp_dir = Path(out_dir) / name
     return ", ".join(str(exp_dir / f) for f in (REPORT_MD, REPORT_CSV, REPORT_PNG, BEST_JSON))
 
 
-def has_search(name: str, out_dir: str | Path = "results") -> bool:
+def has_search(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> bool:
     """Whether ``keras-cnns tune NAME`` has started a search under ``out_dir``."""
     return bool(_searches(out_dir, name))
 
 
-def write_reports(name: str, out_dir: str | Path = "results") -> dict[str, Any]:
+def write_reports(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> dict[str, Any]:
     """Regenerate tuning.md, tuning.csv and tuning_best.json from keras-tuner's trial files.
 
     Args:
@@ -694,7 +731,8 @@ def write_reports(name: str, out_dir: str | Path = "results") -> dict[str, Any]:
         f"`{exp_dir / TUNING_DIR}`; do not edit. Score: the best `{OBJECTIVE}` over a trial's "
         "epochs, on the validation split held out of the training set; the test set plays no "
         f"part. `keras-cnns reproduce {name} --from-tuning` trains each variant with its best "
-        f"values ({BEST_JSON}).\n\n![the search]({REPORT_PNG})\n"
+        f"values ({BEST_JSON}). Trials are numbered as keras-tuner announces them (`Running Trial "
+        f"#N`); trial N's files are its `trial_<N-1>/`.\n\n![the search]({REPORT_PNG})\n"
     )
     atomic_write_bytes(exp_dir / REPORT_PNG, plot_search(name, frames, spaces))
     atomic_write_text(exp_dir / REPORT_MD, "\n".join([head, *sections]))
@@ -815,7 +853,7 @@ def _markdown_table(frame) -> str:
 # --- feeding the results back -------------------------------------------------------------------
 
 
-def load_best(name: str, out_dir: str | Path = "results") -> dict[str, Any] | None:
+def load_best(name: str, out_dir: str | Path = DEFAULT_OUT_DIR) -> dict[str, Any] | None:
     """The content of ``out_dir/name/tuning_best.json``, or None if no search has finished a trial.
 
     Each variant's entry carries ``stale: True`` when the current search space of ``name``
@@ -833,7 +871,7 @@ def load_best(name: str, out_dir: str | Path = "results") -> dict[str, Any] | No
     return best
 
 
-def best_overrides(name: str, out_dir: str | Path = "results", *, variant: str | None = None) -> list[str]:
+def best_overrides(name: str, out_dir: str | Path = DEFAULT_OUT_DIR, *, variant: str | None = None) -> list[str]:
     """The best values of a search as ``key=value`` strings for ``TrainConfig.with_overrides``.
 
     Args:

@@ -20,7 +20,8 @@ loss is back on the host. The row reports the median pass and the spread (max - 
 (Measured on CPU: JAX compiles the training step of a one-device ``DataParallel`` a second
 time in the second pass, once; hence two warm-up passes by default.)
 
-Outputs ``OUT/devices.csv`` and ``OUT/devices.md`` (default ``OUT``: ``results/benchmarks``),
+Outputs ``OUT/devices.csv`` and ``OUT/devices.md`` (default ``OUT``: ``runs/benchmarks``;
+``--out results/benchmarks`` for the committed table),
 naming the backend, the device and the versions. CPU numbers say nothing about a GPU: the
 test suite runs this at tiny sizes into a temporary directory, with virtual CPU devices
 (``--cpu-devices``), to check the machinery only.
@@ -29,10 +30,10 @@ On a GPU (not measured yet): on a machine with an NVIDIA GPU, install the packag
 for CUDA (``pip install -e . "jax[cuda12]"``), then, in the repository root (a few minutes):
 
     python scripts/benchmark_devices.py --backend jax --model resnet50 --image-size 224 \\
-        --batch-size 128 --steps 40 --warmup 2 --repeats 5 --precision mixed_bfloat16
+        --batch-size 128 --steps 40 --warmup 2 --repeats 5 --precision mixed_bfloat16 \\
+        --out results/benchmarks
 
-It writes ``results/benchmarks/devices.md`` and ``devices.csv`` (``--out DIR`` for another
-folder). Expect the plain path to keep the data on the GPU (``DeviceFeed``) and the
+It writes ``results/benchmarks/devices.md`` and ``devices.csv``. Expect the plain path to keep the data on the GPU (``DeviceFeed``) and the
 distribution path to copy each batch from the host (``ShardedFeed``): the table names each
 row's feed.
 """
@@ -89,7 +90,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "logical devices on TensorFlow); 0: the machine's devices",
     )
     p.add_argument(
-        "--out", default="results/benchmarks", help="directory for devices.csv and devices.md"
+        "--out",
+        default="runs/benchmarks",
+        help="directory for devices.csv and devices.md (default: runs/benchmarks; the committed "
+        "table: results/benchmarks)",
     )
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one case, as JSON
     return p.parse_args(argv)

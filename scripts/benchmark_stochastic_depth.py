@@ -21,7 +21,7 @@ the table gives seconds per step and extrapolates them to a 45,000-image epoch (
 45k / 5k split: ``ceil(45000 / 128) = 352`` steps); the ratio is stochastic over constant.
 
 Outputs ``OUT/stochastic_depth.csv`` and ``OUT/stochastic_depth.md`` (default ``OUT``:
-``results/benchmarks``), with the backend, the CPU and the load average; rows of other
+``runs/benchmarks``; ``--out results/benchmarks`` for the committed table), with the backend, the CPU and the load average; rows of other
 backends already in the CSV are kept, so runs on several backends make one table. The backend
 is ``KERAS_BACKEND``. Never edit the outputs by hand: rerun the script.
 
@@ -29,8 +29,9 @@ Commands (the committed rows): TensorFlow with the defaults, 4 rounds of 4 steps
 minutes on two CPU cores with nothing else running); JAX with fewer steps (about 10 minutes on
 two shared cores: its constant-depth ResNet-110 takes about 18 s a step there)::
 
-    KERAS_BACKEND=tensorflow python scripts/benchmark_stochastic_depth.py
-    KERAS_BACKEND=jax python scripts/benchmark_stochastic_depth.py --rounds 3 --steps 2 --warmup 1
+    KERAS_BACKEND=tensorflow python scripts/benchmark_stochastic_depth.py --out results/benchmarks
+    KERAS_BACKEND=jax python scripts/benchmark_stochastic_depth.py --rounds 3 --steps 2 --warmup 1 \\
+        --out results/benchmarks
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of weights, data and draws (0)")
     p.add_argument(
-        "--out", default="results/benchmarks", help="directory for stochastic_depth.csv / .md"
+        "--out",
+        default="runs/benchmarks",
+        help="directory for stochastic_depth.csv / .md (default: runs/benchmarks; the committed "
+        "table: results/benchmarks)",
     )
     args = p.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.warmup < 0:

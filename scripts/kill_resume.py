@@ -31,8 +31,9 @@ What it does (``python scripts/kill_resume.py --help`` for the knobs):
    optimizer state and the ``model.keras`` weights hash to the reference's; the record equals
    the reference's except for times and dates.
 4. Writes ``README.md``, ``kills.csv`` and ``summary.json`` (atomically) to ``--report``
-   (default ``results/reliability``): the machine, backend and versions, each attempt, and the
-   kills survived, by kind. Exit status 0 only if every check passed.
+   (default ``runs/reliability``; ``--report results/reliability`` for the committed one): the
+   machine, backend and versions, each attempt, and the kills survived, by kind. Exit status 0
+   only if every check passed.
 
 Runtime: 238 s for the default 20 random and 6 injected kills (36 starts of the command) on 2
 x86_64 CPU cores with nothing else running (619 s with other jobs on them), TensorFlow 2.21
@@ -378,8 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--report",
-        default="results/reliability",
-        help="where README.md, kills.csv and summary.json go",
+        default="runs/reliability",
+        help="where README.md, kills.csv and summary.json go (default: runs/reliability; the "
+        "committed summary: results/reliability)",
     )
     parser.add_argument("--backend", default="tensorflow", choices=("tensorflow", "jax", "torch"))
     parser.add_argument(

@@ -16,6 +16,7 @@ from keras_cnns.analysis import (
     conv_output_formula,
     conv_output_size,
     conv_params,
+    format_table,
     layer_table,
     receptive_field,
     same_padding,
@@ -425,6 +426,9 @@ def test_layer_table_multi_output_and_custom_layers():
     assert rows["total"].activation_bytes == 2 * rows["total"].activations
     assert rows["total"].activations == 2 * (16 * 16 * 3 + 2 * 14 * 14 * 8 + 8 + 5 + 7 * 7 * 8 + 10)
     assert rows["flat"].receptive_field.size == (3 + 1 + 6 * 2,) * 2  # the whole 7x7 pooled map
+    # The total leaves the custom layer out, and says so.
+    footer = format_table(list(rows.values())).splitlines()[-1]
+    assert footer.endswith("(a partial total: without scale, whose MACs are not counted)")
     keras.backend.clear_session()
 
 

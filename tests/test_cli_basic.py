@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,12 @@ def test_summary_lenet5(capsys):
     assert "c1_conv" in out and "28x28x6" in out
     assert "(trainable 60,000)" in out  # LeCun et al. 1998: exactly 60,000 trainable parameters
     assert out.splitlines()[-2].startswith("total")
+    # Every layer's multiply-adds, C3 and the subsampling layers included: C1 117,600, S2 1,176,
+    # C3 100 pixels x 25 x 60 connected map pairs = 150,000, S4 400, C5 48,000, F6 10,080,
+    # the RBF output 84 x 10 = 840.
+    assert "not counted" not in out
+    assert out.splitlines()[-2].split()[-1] == "328,096"
+    assert out.splitlines()[-1].endswith("multiply-adds 328.1K")
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -131,10 +138,33 @@ def test_models_without_params_lists_the_family(capsys):
     assert all("224x224x3" in line and "1000" in line for line in lines[1:])
 
 
+_MODELS_IN_A_FRESH_PROCESS = """
+import sys
+from keras_cnns.cli import main
+code = main(["models"])
+print("keras imported:", "keras" in sys.modules)
+sys.exit(code)
+"""
+
+
+@pytest.mark.smoke
+def test_models_lists_every_architecture_at_once_and_says_how_to_count_parameters():
+    done = subprocess.run(
+        [sys.executable, "-c", _MODELS_IN_A_FRESH_PROCESS], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "keras imported: False"  # nothing is built: the list is instant
+    assert [line.split()[0] for line in lines[1:-1]] == [e.name for e in registry.list_models()]
+    assert "--params" in done.stderr and done.stderr.count("\n") == 1
+
+
 @pytest.mark.smoke
 def test_models_counts_parameters(capsys):
-    assert main(["models", "--family", "lenet"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    assert main(["models", "--family", "lenet", "--params"]) == 0
+    captured = capsys.readouterr()
+    assert "building 2 nets" in captured.err  # said before the slow part starts
+    lines = captured.out.splitlines()
     assert lines[0].split()[-2:] == ["parameters", "trainable"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["lenet5"][-1] == "60,000"
@@ -146,3 +176,48 @@ def test_models_unknown_family(capsys):
     assert main(["models", "--family", "transformers"]) == 2
     err = _error_line(capsys)
     assert "no model family 'transformers'" in err and "resnet_cifar" in err
+
+
+# --- where commands write ------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "lenet5", "--dataset", "mnist"],
+        ["reproduce", "lenet5-mnist"],
+        ["tune", "lenet5-mnist"],
+        ["report"],
+        ["benchmark"],
+    ],
+)
+def test_every_writing_command_writes_under_runs_unless_told(argv):
+    from keras_cnns.cli import build_parser
+
+    out = build_parser().parse_args(argv).out
+    assert Path(out).parts[0] == "runs", f"{argv[0]} writes to {out} by default"
+
+
+# --- train, as a newcomer runs it ----------------------------------------------------------------
+
+
+def test_train_on_a_subset_validates_on_as_few_and_logs_one_line_per_epoch(tmp_path, data_dir):
+    """stdout redirected to a file (as in a log): no progress-bar control characters; a small
+    --train-subset is not validated on 5,000 images."""
+    out = tmp_path / "runs"
+    argv = [
+        "train", "lenet5_modern", "--dataset", "mnist", "--epochs", "2", "--train-subset", "128",
+        "--test-subset", "64", "--batch-size", "64", "--set", "preprocess=lenet",
+        "--data-dir", str(data_dir), "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_cnns.cli", *argv], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not set(done.stdout) & {"\r", "\b", "\x1b"}, repr(done.stdout[-500:])
+    epochs = [line for line in done.stdout.splitlines() if line.startswith("Epoch ")]
+    assert epochs == ["Epoch 1/2", "Epoch 2/2"], done.stdout
+    assert "validating on 128 held-out images, not 5,000" in done.stdout
+    (record,) = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert record["dataset"]["n_train"] == 128 and record["dataset"]["n_val"] == 128

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,12 +25,15 @@ from keras_cnns.cli import main
 # directory without archives, {damaged} a results root whose relu-vs-tanh records hold a
 # damaged line.
 TRAIN = ["train", "lenet5", "--dataset", "mnist", "--out", "{out}"]
+# A folder nobody can create anything in, root included (permissions would not stop root).
+UNCREATABLE = "/proc/keras-cnns-out"
 CASES = [
     # models
     (["models", "--family", "transformers"], 2, "no model family 'transformers'"),
     (["models", "--bogus"], 2, "unrecognized arguments: --bogus"),
     # summary
     (["summary", "vgg61"], 2, "unknown model 'vgg61'"),
+    (["summary", "resnet20"], 2, "did you mean resnet20_cifar"),
     (["summary", "lenet5", "--classes", "ten"], 2, "--classes"),
     (["summary", "lenet5", "--batch-size", "0"], 2, "expected a positive integer, got 0"),
     (["summary", "lenet5", "--input-shape", "32by32"], 2, "expected a shape such as 32x32x3"),
@@ -59,6 +63,8 @@ CASES = [
     ([*TRAIN, "--data-dir", "{nodata}"], 3, "no archive"),
     ([*TRAIN, "--data-dir", "{file}"], 2, "is not a directory"),
     (["train", "lenet5", "--out", "{out}"], 2, "--dataset"),
+    (["train", "lenet5", "--dataset", "mnist", "--out", UNCREATABLE], 2, "is not writable"),
+    ([*TRAIN, "--set", "model_kwargs.colour=blue", "--data-dir", "{nodata}"], 2, "takes no option 'colour'"),
     # reproduce
     (["reproduce", "relu-vs-sigmoid", "--out", "{out}"], 2, "unknown experiment 'relu-vs-sigmoid'"),
     (["reproduce", "relu-vs-tanh", "--preset", "huge", "--out", "{out}"], 2, "huge"),
@@ -68,10 +74,15 @@ CASES = [
     (["reproduce", "relu-vs-tanh", "--variants", "sigmoid", "--out", "{out}"], 2, "sigmoid"),
     (["reproduce", "relu-vs-tanh", "--out", "{file}"], 2, "is not a directory"),
     (["reproduce", "relu-vs-tanh", "--data-dir", "{nodata}", "--out", "{out}"], 3, "no archive"),
+    (["reproduce", "relu-vs-tanh", "--out", UNCREATABLE], 2, "is not writable"),
     # report
     (["report", "relu-vs-sigmoid", "--out", "{out}"], 2, "unknown experiment"),
     (["report", "--out", "{file}"], 2, "is not a directory"),
     (["report", "relu-vs-tanh", "--out", "{damaged}"], 3, "records.jsonl:2: damaged record"),
+    (["report", "--out", UNCREATABLE], 2, "is not writable"),
+    # a folder without records (a mistyped --out): nothing to report, nothing written
+    (["report", "--out", "{out}"], 2, "no run records in"),
+    (["report", "lenet5-mnist", "--out", "{out}"], 2, "no run records in"),
     # tune
     (["tune", "relu-vs-sigmoid", "--out", "{out}"], 2, "relu-vs-sigmoid"),
     (["tune", "relu-vs-tanh", "--trials", "0", "--out", "{out}"], 2, "expected a positive integer"),
@@ -79,6 +90,8 @@ CASES = [
     (["tune", "relu-vs-tanh", "--variant", "sigmoid", "--out", "{out}"], 2, "unknown variant 'sigmoid'"),
     (["tune", "relu-vs-tanh", "--preset", "huge", "--out", "{out}"], 2, "huge"),
     (["tune", "relu-vs-tanh", "--out", "{file}"], 2, "is not a directory"),
+    (["tune", "relu-vs-tanh", "--out", UNCREATABLE], 2, "is not writable"),
+    (["tune", "relu-vs-tanh", "--data-dir", "{nodata}", "--out", "{out}"], 3, "no archive"),
     # no command, unknown command, unknown backend
     ([], 2, "required: COMMAND"),
     (["fit"], 2, "invalid choice: 'fit'"),
@@ -219,6 +232,7 @@ def test_a_full_disk_is_one_line_and_earlier_results_stay_intact(
 def test_a_full_disk_while_writing_tables_keeps_the_old_ones(tmp_path, capsys, full_disk):
     from keras_cnns import results
 
+    _smoke_records(tmp_path, "relu-vs-tanh")
     assert main(["report", "relu-vs-tanh", "--out", str(tmp_path)]) == 0
     readme = tmp_path / "relu-vs-tanh" / results.REPORT_FILE
     before = readme.read_bytes()
@@ -229,3 +243,126 @@ def test_a_full_disk_while_writing_tables_keeps_the_old_ones(tmp_path, capsys, f
     assert err.count("\n") == 1 and "No space left on device" in err and str(tmp_path) in err
     assert readme.read_bytes() == before
     assert not [p for p in tmp_path.rglob("*") if records.is_temp_file(p.name)]
+
+
+# --- what a newcomer runs into ------------------------------------------------------------------
+
+# Runs the command line in a fresh interpreter in which the named packages cannot be imported,
+# as after the README's set-up (TensorFlow only) for jax and torch.
+_WITHOUT = """
+import sys
+for name in sys.argv[1].split(","):
+    sys.modules[name] = None  # import fails and find_spec finds nothing: as if not installed
+from keras_cnns.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+# TensorFlow's C++ start-up lines (absl's InitializeLog note, oneDNN's notice), written to
+# stderr while it is imported; not the command's own output.
+_TENSORFLOW_STARTUP = re.compile(r"absl::InitializeLog|\] oneDNN custom operations|cpu_feature_guard")
+
+
+def _run_without(packages: str, argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", _WITHOUT, packages, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_backend_that_is_not_installed_is_one_line_saying_how_to_install_it(backend):
+    for argv, env in (
+        (["--backend", backend, "summary", "lenet5"], {}),
+        (["train", "lenet5", "--dataset", "mnist"], {"KERAS_BACKEND": backend}),
+    ):
+        done = _run_without(backend, argv, env)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"the {backend} backend" in done.stderr and "is not installed" in done.stderr
+        assert f"BACKENDS={backend} bash scripts/setup.sh" in done.stderr
+
+
+@pytest.mark.smoke
+def test_a_backend_keras_cnns_does_not_run_on_is_one_line():
+    done = _run_without("", ["summary", "lenet5"], {"KERAS_BACKEND": "mxnet"})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "KERAS_BACKEND=mxnet" in done.stderr and "tensorflow, jax, torch" in done.stderr
+
+
+def _smoke_records(out: Path, name: str) -> tuple[Path, dict]:
+    """``out/name/records.jsonl`` with a completed record of every run of the smoke preset (the
+    committed smoke record, under each planned run's id and tags): re-running trains nothing.
+    Returns the path and the template record."""
+    from keras_cnns import experiments, reproduce
+    from keras_cnns.experiments import match_key
+
+    committed = records.read_records(Path(__file__).resolve().parents[1] / "results" / name / "records.jsonl")
+    template = next(r for r in committed if r["status"] == "completed" and r["tags"]["preset"] == "smoke")
+    path = out / name / "records.jsonl"
+    for run in reproduce.plan_runs(experiments.get_experiment(name), "smoke"):
+        assert match_key(run.tags)  # the ledger matches on these
+        records.append_record(path, {**template, "run_id": run.run_id, "tags": dict(run.tags)})
+    return path, template
+
+
+def _append_torn(path: Path, record: dict) -> tuple[bytes, bytes]:
+    """Append ``record`` cut in half, as a writer killed mid-append leaves it; returns the file
+    before, and the half line."""
+    before = path.read_bytes()
+    line = (json.dumps(record) + "\n").encode()
+    path.write_bytes(before + line[: len(line) // 2])
+    return before, line[: len(line) // 2]
+
+
+def test_a_torn_last_record_does_not_stop_the_command_that_is_run_again(tmp_path, capsys):
+    """A run killed mid-append leaves half a line; re-running reproduce (or report) sets it
+    aside, says so, and goes on, instead of failing on it every time."""
+    path, template = _smoke_records(tmp_path, "lenet5-mnist")
+    killed = {**template, "run_id": "another-run", "tags": {**template["tags"], "seed": 9}}
+    for argv in (
+        ["reproduce", "lenet5-mnist", "--preset", "smoke", "--out", str(tmp_path), "--quiet"],
+        ["report", "lenet5-mnist", "--out", str(tmp_path)],
+    ):
+        whole, half = _append_torn(path, killed)
+        capsys.readouterr()
+        assert main(argv) == 0, capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"{path}:4: an incomplete record" in err and "records.jsonl.torn" in err
+        assert path.read_bytes() == whole  # nothing trained again, nothing appended
+        torn = path.parent / "records.jsonl.torn"
+        assert torn.read_bytes() == half + b"\n"
+        torn.unlink()
+
+
+def test_lenet5_on_raw_mnist_names_the_option_and_leaves_nothing_behind(tmp_path, data_dir):
+    """After the data is read and the model fails to build: one line naming the option, and no
+    checkpoint folder holding only a lock file."""
+    out = tmp_path / "runs"
+    argv = ["train", "lenet5", "--dataset", "mnist", "--train-subset", "64", "--test-subset", "64"]
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_cnns.cli", *argv, "--data-dir", str(data_dir), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = [t for t in done.stderr.splitlines() if not _TENSORFLOW_STARTUP.search(t)]
+    assert "pad 28x28 MNIST digits" in line and "--set preprocess=lenet" in line
+    assert not out.exists()
+
+
+def test_a_search_that_cannot_read_its_data_leaves_nothing_behind(tmp_path, capsys):
+    damaged = tmp_path / "data"
+    damaged.mkdir()
+    (damaged / "mnist.npz").write_bytes(b"PK\x03\x04 not really an archive")
+    out = tmp_path / "runs"
+    argv = ["tune", "lenet5-mnist", "--preset", "smoke", "--trials", "1", "--quiet"]
+    assert main([*argv, "--data-dir", str(damaged), "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mnist.npz" in err
+    assert not out.exists()  # no search folder with a trial that never started, no reports

@@ -3,7 +3,8 @@
 Every experiment's records (and search trials) are copied to a temporary results root and
 regenerated there; each README and CSV must equal the committed one, character for character.
 So a change to the report code, a preset's text or the records that is not followed by
-``keras-cnns report`` fails here, and a refactoring of the reports that changes a number shows.
+``keras-cnns report --out results`` fails here, and a refactoring of the reports that changes a
+number shows.
 (The plots are left out: their bytes depend on the matplotlib version.)
 """
 
@@ -48,7 +49,7 @@ def test_each_committed_report_regenerates_unchanged(regenerated, name, file):
         pytest.skip(f"{name} has no {file}")
     assert (regenerated / name / file).read_text() == committed.read_text(), (
         f"results/{name}/{file} is not what 'keras-cnns report' makes of the committed records: "
-        "run 'keras-cnns report' and commit the result"
+        "run 'keras-cnns report --out results' and commit the result"
     )
 
 

@@ -29,6 +29,7 @@ from keras_cnns import records, results, training
 from keras_cnns.cli import main
 from keras_cnns.errors import DataError, DivergedError, UserError
 from keras_cnns.experiment import TrainConfig
+from keras_cnns.registry import get_entry
 
 REPO = Path(__file__).resolve().parents[1]
 KILL_SCRIPT = REPO / "scripts" / "kill_resume.py"
@@ -223,6 +224,7 @@ def _record(writer: int, i: int) -> dict:
         },
         "config": {"dataset": "cifar10", "epochs": 2, "seed": 10 * writer + i},
         "model": "resnet20_cifar",
+        "model_revision": get_entry("resnet20_cifar").revision,  # the current net's runs
         "params": 1000,
         "dataset": {"name": "cifar10", "source": "archive:/x.npz", "n_train": 256, "n_val": 64, "n_test": 64},
         "history": [

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from keras_cnns import tuning
@@ -47,11 +49,13 @@ class FakeEngine:
 
     def __init__(self, diverge_above=math.inf, interrupt_on_call=None):
         self.calls = []
+        self.options = []  # the other keyword arguments of each call
         self.diverge_above = diverge_above
         self.interrupt_on_call = interrupt_on_call
 
     def __call__(self, config, *, out_dir, data_dir=None, tags=None, verbose=1, **kwargs):
         self.calls.append((tags["trial"], config, dict(tags)))
+        self.options.append(kwargs)
         if len(self.calls) == self.interrupt_on_call:
             raise KeyboardInterrupt
         if config.learning_rate > self.diverge_above:
@@ -203,6 +207,21 @@ def test_search_reports_and_best_values(tmp_path, monkeypatch, fake_experiment):
     assert tuning.write_reports("toy", tmp_path) == best
     assert (exp_dir / "tuning.md").read_text() == md
     assert (exp_dir / "tuning.csv").read_text().splitlines() == csv
+
+
+@pytest.mark.smoke
+def test_trials_never_see_the_test_set_and_are_numbered_as_keras_tuner_announces_them(
+    tmp_path, monkeypatch, fake_experiment, capsys
+):
+    engine = _fake_engine(monkeypatch)
+    tuning.tune("toy", trials=3, variant="sgd", out_dir=tmp_path, verbose=1)
+    assert [o.get("evaluate_test") for o in engine.options] == [False] * 3
+    announced = [int(n) for n in re.findall(r"Running Trial #(\d+)", capsys.readouterr().out)]
+    frame = pd.read_csv(tmp_path / "toy" / "tuning.csv")
+    assert announced == [1, 2, 3] and sorted(frame["trial"]) == announced
+    best = tuning.load_best("toy", tmp_path)["variants"]["sgd"]
+    scores = {t: FakeEngine.score(c) for t, c, _ in engine.calls}  # keras-tuner's ids: 0, 1, 2
+    assert best["trial"] == tuning.trial_number(max(scores, key=scores.get))
 
 
 @pytest.mark.smoke
@@ -396,7 +415,8 @@ def test_tiny_search_end_to_end(tmp_path, monkeypatch, data_dir, capsys):
     best = tuning.load_best(EXPERIMENT, tmp_path)["variants"][variant]
     # The score is the best validation accuracy in the best trial's record (not test accuracy).
     val_best = {r["tags"]["trial"]: max(h["val_accuracy"] for h in r["history"]) for r in records}
-    assert best["trial"] == max(val_best, key=val_best.get)
+    assert best["trial"] == tuning.trial_number(max(val_best, key=val_best.get))
+    assert all(r["test"] is None for r in records)  # the test set plays no part
     assert best["val_accuracy"] == pytest.approx(max(val_best.values()))
     csv = (exp_dir / "tuning.csv").read_text().splitlines()
     assert len(csv) == 3 and (exp_dir / "tuning.md").is_file()

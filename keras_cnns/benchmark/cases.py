@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_cnns.errors import UserError
+from keras_cnns.records import DEFAULT_OUT_DIR
 
 MODELS = ("resnet20_cifar", "resnet56_cifar", "resnet110_cifar", "dropout_cifar", "cifar_4layer")
 BACKENDS = ("jax", "tensorflow", "torch")
@@ -190,8 +191,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out",
-        default="results/benchmarks",
-        help="where benchmark.csv and README.md go (default: results/benchmarks)",
+        default=os.path.join(DEFAULT_OUT_DIR, "benchmarks"),
+        help=f"where benchmark.csv and README.md go (default: {DEFAULT_OUT_DIR}/benchmarks; the "
+        "committed table: results/benchmarks)",
     )
     parser.add_argument(
         "--merge",

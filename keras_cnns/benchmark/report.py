@@ -314,7 +314,8 @@ def _targets(rows: list[dict]) -> list[tuple[str, str]]:
 
 
 def format_readme(rows: list[dict], plan: Plan, env: dict[str, str]) -> str:
-    """The README of ``results/benchmarks``: where it ran, the tables, and the targets."""
+    """The README of a benchmark's ``--out`` (``results/benchmarks`` for the committed one): where
+    it ran, the tables, and the targets."""
     sizes = plan.sizes
     devices = sorted({r["device"] for r in rows if r["device"]})
     cpu_only = all(d == "cpu" for d in devices)

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -153,16 +153,42 @@ def _check_final_model(path: Path, sha256: str | None) -> None:
             f"damaged final model {path} ({bad}); delete {path.parent} (or pass --no-resume) to train again"
         )
 
+def _missing_dirs(path: Path) -> list[Path]:
+    """The directories ``path.mkdir(parents=True)`` would create, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
 @contextlib.contextmanager
-def _exclusive(run_dir: Path) -> Iterator[None]:
-    """Refuse a second process training the same run at the same time."""
-    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+def _exclusive(run_dir: Path, *, created: Sequence[Path] = ()) -> Iterator[None]:
+    """Refuse a second process training the same run at the same time.
+
+    A run that stops before it has written anything (a bad option, data that cannot be read,
+    Ctrl-C while loading) leaves nothing behind: its lock file goes, and so does each of the
+    directories in ``created`` (made for this run, deepest first) that is then empty. The lock
+    file is removed while it is still held, so no other process can hold it meanwhile.
+    """
+    lock = run_dir / ".lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UserError(f"run {run_dir.name} is being trained by another process") from None
-        yield
+        try:
+            yield
+        except BaseException:
+            if [p.name for p in run_dir.iterdir()] == [lock.name]:
+                lock.unlink(missing_ok=True)
+                for directory in created:
+                    try:
+                        directory.rmdir()
+                    except OSError:
+                        break  # not empty (or not ours to remove): keep it and its parents
+            raise
     finally:
         os.close(fd)
 

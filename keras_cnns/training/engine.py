@@ -35,6 +35,7 @@ from keras_cnns.training.checkpoints import (
     _clear_run_dir,
     _exclusive,
     _load_checkpoint,
+    _missing_dirs,
     _remove_stale_temp_files,
     _save_model_atomic,
     _save_weights_atomic,
@@ -77,6 +78,7 @@ def train(
     verbose: int = 1,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     tensorboard: bool | str | os.PathLike = False,
+    evaluate_test: bool = True,
 ) -> dict:
     """Train, test and record one run of ``config``; resume it if it was interrupted.
 
@@ -94,6 +96,9 @@ def train(
             one ``on_train_begin``/``on_train_end`` per epoch (epoch indices are the run's).
         tensorboard: ``True`` to log to ``out_dir/tensorboard/<run_id>``, or a directory.
             Needs the tensorflow and tensorboard packages (any backend).
+        evaluate_test: test the selected weights at the end. ``False`` for runs that must not
+            see the test set (a hyperparameter search's trials): the record's ``test`` is
+            then ``None``.
 
     Returns:
         The record (see ``RECORD_KEYS``) that was appended to ``out_dir/records.jsonl``.
@@ -116,9 +121,10 @@ def train(
         raise UserError(
             "TensorBoard logs need the tensorflow and tensorboard packages (pip install tensorboard)"
         )
-    from keras_cnns.registry import get_entry
+    from keras_cnns.registry import check_options
 
-    get_entry(config.model)  # an unknown model fails here, before any data is loaded
+    # An unknown model or model option fails here, before any data is loaded.
+    check_options(config.model, dict(config.model_kwargs))
     placement = distribute.placement(config.devices)
     placement.check_batch(config.batch_size)
 
@@ -128,8 +134,9 @@ def train(
         out_dir = placement.private_out_dir(out_dir, config.run_id(), resume=resume)
         verbose, tensorboard = 0, bool(tensorboard)
     run_dir = out_dir / CHECKPOINTS_DIR / config.run_id()
+    created = _missing_dirs(run_dir)  # removed again if the run stops before writing anything
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(run_dir):
+    with _exclusive(run_dir, created=created):
         if not resume:
             _clear_run_dir(run_dir)
         _remove_stale_temp_files(run_dir, verbose)
@@ -161,6 +168,7 @@ def train(
                     callbacks=list(callbacks),
                     tensorboard=tensorboard,
                     placement=placement,
+                    evaluate_test=evaluate_test,
                 ).run()
         finally:
             keras.config.set_dtype_policy(caller_policy)
@@ -169,7 +177,10 @@ def train(
 class _Run:
     """One call of ``train``: holds the pieces while the steps run (see ``keras_cnns.training``)."""
 
-    def __init__(self, *, config, out_dir, run_dir, data_dir, tags, state, verbose, callbacks, tensorboard, placement):
+    def __init__(
+        self, *, config, out_dir, run_dir, data_dir, tags, state, verbose, callbacks, tensorboard, placement,
+        evaluate_test=True,
+    ):  # fmt: skip
         self.placement: distribute.Placement = placement
         self.config: TrainConfig = config
         self.out_dir: Path = out_dir
@@ -179,6 +190,7 @@ class _Run:
         self.verbose = verbose
         self.callbacks = callbacks
         self.tensorboard = tensorboard
+        self.evaluate_test = evaluate_test
         self.segment_start = time.perf_counter()
         self.resumed = state is not None and state.epochs_done > 0
         self.state = state or RunState(
@@ -276,12 +288,15 @@ class _Run:
         from keras_cnns.registry import build_model
 
         config = self.config
-        self.model = build_model(
-            config.model,
-            input_shape=self.x_train.shape[1:],
-            num_classes=self.splits.num_classes,
-            **dict(config.model_kwargs),
-        )
+        try:
+            self.model = build_model(
+                config.model,
+                input_shape=self.x_train.shape[1:],
+                num_classes=self.splits.num_classes,
+                **dict(config.model_kwargs),
+            )
+        except UserError as err:
+            raise UserError(f"{err}{self._preprocess_hint()}") from None
         self.wrapper = compile_for_training(
             self.model, config, augmenter=self.augmenter, steps_per_epoch=self.steps_per_epoch
         )
@@ -294,6 +309,30 @@ class _Run:
         self.train_feed = make(self.x_train, self.y_train)
         self.val_feed = make(self.x_val, self.y_val) if self.x_val is not None else None
         self.test_feed = (self.placement.make_feed if distributed else HostFeed)(self.x_test, self.y_test)
+
+    def _preprocess_hint(self) -> str:
+        """Where the model does not build at the data's shape: the preprocessing that changes
+        that shape to one it builds at (LeNet-5 on MNIST: ``lenet`` pads 28x28 to 32x32)."""
+        from keras_cnns import data
+        from keras_cnns.registry import build_model
+
+        if self.stream_feeds is not None:
+            return ""
+        raw, current = tuple(self.splits.x_train.shape[1:]), tuple(self.x_train.shape[1:])
+        for name in data.PREPROCESSING:
+            shape = data.Preprocessor(name, raw, 0).output_shape
+            if shape == current:
+                continue
+            try:
+                build_model(self.config.model, input_shape=shape, num_classes=self.splits.num_classes,
+                            **dict(self.config.model_kwargs))  # fmt: skip
+            except (UserError, ValueError):
+                continue
+            finally:
+                keras.backend.clear_session()
+            size = "x".join(map(str, shape))
+            return f": preprocess={name} makes them {size} (add --set preprocess={name})"
+        return ""
 
     def _say_hello(self) -> None:
         announce_cpu_slowdowns(self.config.precision)
@@ -435,12 +474,14 @@ class _Run:
             selected = state.best_epoch
         else:
             selected = state.epochs_done
-        scores = self.placement.evaluate(self.wrapper, self.test_feed, config.batch_size)
-        test = {
-            "loss": float(scores["loss"]),
-            "accuracy": float(scores["accuracy"]),
-            "error": 100.0 * (1.0 - float(scores["accuracy"])),
-        }
+        test = None
+        if self.evaluate_test:
+            scores = self.placement.evaluate(self.wrapper, self.test_feed, config.batch_size)
+            test = {
+                "loss": float(scores["loss"]),
+                "accuracy": float(scores["accuracy"]),
+                "error": 100.0 * (1.0 - float(scores["accuracy"])),
+            }
         with self.placement.portable(self.model):
             state.checksums[FINAL_MODEL_FILE] = _save_model_atomic(self.model, self.run_dir / FINAL_MODEL_FILE)
         self._tick()
@@ -449,8 +490,9 @@ class _Run:
         self._save_state()
         records_lib.append_record(self.out_dir / RECORDS_FILE, record)
         if self.verbose:
+            result = f"test error {test['error']:.2f}%" if test else "trained (the test set is not used)"
             print(
-                f"keras-cnns: {state.run_id}: test error {test['error']:.2f}% (epoch {selected}), "
+                f"keras-cnns: {state.run_id}: {result} (epoch {selected}), "
                 f"record appended to {self.out_dir / RECORDS_FILE}",
                 flush=True,
             )
