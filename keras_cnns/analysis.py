@@ -1,6 +1,10 @@
 """The lecture's CNN arithmetic: output sizes, padding, parameters, receptive fields, and a
 per-layer table of parameters, activation memory and multiply-adds for any Keras model.
 
+One module (about 780 lines, in three sections: sizes and padding, receptive fields, the
+per-layer table) because the three share the same layer-by-layer reading of a Keras graph and
+the lectures' conventions, stated once below.
+
 Sources (the lecture notes named below):
 
 * the output-size formula with dilation (STOR566 Lecture 8, from the PyTorch ``Conv2d`` docs):

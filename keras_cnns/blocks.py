@@ -2,12 +2,29 @@
 
 Blocks are functions ``(x, ..., *, name) -> x``; every layer they make is named
 ``f"{name}_{op}"`` so names are deterministic and hierarchical (``stage2_block3_conv1``).
+Keras is imported when a block is built, not with this module: the families import it to
+register their variants, which stores data only.
 """
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConvStyle:
+    """How every conv + BN pair of a family is made (passed on to ``conv_bn_act``)."""
+
+    use_bias: bool = False
+    bn_epsilon: float = 1e-3
+    bn_momentum: float = 0.99
+    kernel_initializer: str = "he_normal"
+
+
+# The CIFAR families' conv + BN: He init, no conv bias (BN follows), and Torch's batch norm
+# (epsilon 1e-5, momentum 0.1: Keras momentum 0.9), as the papers' and the well-known
+# reproductions' frameworks.
+CIFAR_STYLE = ConvStyle(use_bias=False, bn_epsilon=1e-5, bn_momentum=0.9)
 
 
 def conv_bn_act(
@@ -35,6 +52,8 @@ def conv_bn_act(
     pixel off the 2i that a subsampling shortcut (``x[:, ::2, ::2]``) or a 1x1 stride-2
     projection takes.
     """
+    from keras import layers
+
     from keras_cnns.layers import BatchNorm
 
     if padding == "symmetric":
@@ -73,9 +92,13 @@ def classifier_head(x, num_classes: int, *, name: str = "logits", use_bias: bool
     The layer's dtype policy is pinned to float32, so under a mixed-precision global policy
     the logits (and therefore the softmax inside the loss) stay in full precision.
     """
+    from keras import layers
+
     return layers.Dense(num_classes, dtype="float32", use_bias=use_bias, name=name, **dense_kwargs)(x)
 
 
 def model_input(input_shape: tuple[int, ...], *, name: str = "image"):
     """The model's ``keras.Input``."""
+    import keras
+
     return keras.Input(shape=tuple(input_shape), name=name)

@@ -6,6 +6,10 @@ so ``--backend`` can choose the Keras backend and bad arguments fail before any 
 
 User mistakes raise ``keras_cnns.errors.UserError``; ``main`` prints them as one line on
 stderr and exits non-zero. Only genuine bugs show a traceback.
+
+The module is long (about 740 lines) because each of the eight sub-commands checks its own
+arguments up front, so that a user's mistake is one line before anything heavy starts; a pair
+of functions a command keeps each one readable on its own.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import tempfile
 
 from keras_cnns import native_logs
 from keras_cnns.errors import DataError, DivergedError, UserError
-from keras_cnns.records import DEFAULT_OUT_DIR
+from keras_cnns.storage import DEFAULT_OUT_DIR
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # How to install each backend's package, for the one-line error when it is missing.
@@ -97,7 +101,7 @@ def _check_archives(data_dir: str | None, datasets, flag: str) -> None:
 
     for name in datasets:
         if get_info(name).streamed:
-            continue  # keras_cnns.imagenet checks <data_dir>/<name>/ itself
+            continue  # keras_cnns.data.imagenet checks <data_dir>/<name>/ itself
         archive = os.path.join(data_dir, get_info(name).archive_name)
         if not os.path.isfile(archive):
             raise DataError(f"no archive {archive}: unpack the data there (bash scripts/data.sh) or point {flag} elsewhere")
@@ -301,7 +305,7 @@ def _cmd_shape(args) -> int:
 
 
 def _add_tune(sub):
-    from keras_cnns.tuning import DEFAULT_PRESET, DEFAULT_TRIALS, TUNERS
+    from keras_cnns.lab.tuning import DEFAULT_PRESET, DEFAULT_TRIALS, TUNERS
 
     p = sub.add_parser(
         "tune",
@@ -333,7 +337,7 @@ def _add_tune(sub):
 
 
 def _cmd_tune(args) -> int:
-    from keras_cnns import experiments, tuning
+    from keras_cnns.lab import experiments, tuning, tuning_report
 
     # An unknown experiment or preset, or missing data: one line, before keras-tuner starts.
     preset = experiments.get_experiment(args.experiment).preset(args.preset)
@@ -355,10 +359,10 @@ def _cmd_tune(args) -> int:
     )
     for variant, entry in best["variants"].items():
         print(
-            f"{args.experiment} {variant}: best {tuning.OBJECTIVE} {entry[tuning.OBJECTIVE]:.4f} "
+            f"{args.experiment} {variant}: best {tuning_report.OBJECTIVE} {entry[tuning_report.OBJECTIVE]:.4f} "
             f"(trial {entry['trial']}): {' '.join(entry['overrides'])}"
         )
-    print(f"keras-cnns: wrote {tuning.report_paths(args.experiment, args.out)}")
+    print(f"keras-cnns: wrote {tuning_report.report_paths(args.experiment, args.out)}")
     return 0
 
 
@@ -372,7 +376,7 @@ _TRAIN_FIELD_FLAGS = (
 
 
 def _add_placement_flags(p) -> None:
-    """``--devices``, ``--cluster``, ``--process-id``: where the runs execute (keras_cnns.distribute)."""
+    """``--devices``, ``--cluster``, ``--process-id``: where the runs execute (keras_cnns.training.distribute)."""
     p.add_argument(
         "--devices",
         help="data-parallel devices: a number or 'all' (default: 1); --batch-size is the global batch",
@@ -447,7 +451,7 @@ def _validation_for_subset(config, overrides, *, quiet: bool):
 
 def _cmd_train(args) -> int:
     # Everything is checked before Keras is imported or data is read.
-    from keras_cnns.experiment import TrainConfig
+    from keras_cnns.training.config import TrainConfig
 
     flags = []
     for name in _TRAIN_FIELD_FLAGS:
@@ -465,7 +469,7 @@ def _cmd_train(args) -> int:
     _check_archives(data_dir, [config.dataset], "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR")
     _check_out_dir(args.out)
 
-    from keras_cnns import distribute
+    from keras_cnns.training import distribute
 
     distribute.init_cluster(args.cluster, args.process_id)  # before Keras computes anything
 
@@ -482,9 +486,8 @@ def _cmd_train(args) -> int:
         tensorboard=args.tensorboard,
     )
     if args.quiet:
-        test = record["test"]
         print(
-            f"{record['run_id']}: test error {test['error']:.2f}% (epoch {record['selected_epoch']}); "
+            f"{record.run_id}: test error {record.test.error:.2f}% (epoch {record.selected_epoch}); "
             f"record in {os.path.join(args.out, RECORDS_FILE)}"
         )
     return 0
@@ -494,7 +497,7 @@ def _cmd_train(args) -> int:
 
 
 def _add_reproduce(sub):
-    from keras_cnns.experiments import PRESETS, list_experiments
+    from keras_cnns.lab.experiments import PRESETS, list_experiments
 
     p = sub.add_parser(
         "reproduce",
@@ -532,7 +535,7 @@ def _add_reproduce(sub):
 
 
 def _cmd_reproduce(args) -> int:
-    from keras_cnns import experiments, reproduce
+    from keras_cnns.lab import experiments, runner
 
     # Unknown experiment, preset, variant or override: one line, before Keras is imported.
     experiment = experiments.get_experiment(args.experiment)
@@ -541,12 +544,12 @@ def _cmd_reproduce(args) -> int:
     _check_archives(data_dir, preset.datasets, "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR")
     _check_out_dir(args.out)
 
-    from keras_cnns import distribute
-    from keras_cnns.experiment import parse_devices
+    from keras_cnns.training import distribute
+    from keras_cnns.training.config import parse_devices
 
     devices = parse_devices(args.devices or 1)  # checked before Keras starts
     distribute.init_cluster(args.cluster, args.process_id)
-    records = reproduce.run_experiment(
+    records = runner.run_experiment(
         experiment.name,
         preset=args.preset,
         seeds=args.seeds,
@@ -558,22 +561,22 @@ def _cmd_reproduce(args) -> int:
         devices=devices,
         verbose=0 if args.quiet else 2,
     )
-    from keras_cnns import results
+    from keras_cnns.lab import report
 
-    diverged = sum(r.get("status") == "diverged" for r in records)
+    diverged = sum(r.status == "diverged" for r in records)
     print(
-        results.headline(
+        report.headline(
             experiment.name, args.out, preset=args.preset, overrides=args.overrides, tuned=args.from_tuning
         )
     )
-    table = results.summary_table(
+    table = report.summary_table(
         experiment.name, args.out, preset=args.preset, overrides=args.overrides, tuned=args.from_tuning
     )
     if table:
         print(f"\n{table}\n")
     if diverged:
         print(f"keras-cnns: {diverged} run(s) diverged; they are listed apart in the report")
-    print(f"keras-cnns: wrote {os.path.join(args.out, experiment.name, results.REPORT_FILE)}")
+    print(f"keras-cnns: wrote {os.path.join(args.out, experiment.name, report.REPORT_FILE)}")
     return 0
 
 
@@ -592,15 +595,19 @@ def _add_report(sub):
 
 
 def _cmd_report(args) -> int:
-    from keras_cnns import experiments, results, tuning
+    from keras_cnns.lab import experiments, report, runs, tuning_report
+    from keras_cnns.training.record import RECORDS_FILE
 
     names = [experiments.get_experiment(args.experiment).name] if args.experiment else experiments.list_experiments()
     _check_out_dir(args.out)
     # Reports come from records: a folder without any (a mistyped --out) is an error, not a
     # tree of empty "not run yet" pages.
-    names = [n for n in names if results.has_records(n, args.out) or tuning.has_search(n, args.out)]
+    names = [
+        n for n in names
+        if runs.has_records(experiments.get_experiment(n), args.out) or tuning_report.has_search(n, args.out)
+    ]  # fmt: skip
     if not names:
-        where = os.path.join(args.out, args.experiment or "EXPERIMENT", experiments.RECORDS_FILE)
+        where = os.path.join(args.out, args.experiment or "EXPERIMENT", RECORDS_FILE)
         run = f"keras-cnns reproduce {args.experiment or 'EXPERIMENT'}"
         if args.out != DEFAULT_OUT_DIR:
             run += f" --out {args.out}"
@@ -609,11 +616,10 @@ def _cmd_report(args) -> int:
             "holds them (the committed results: --out results)"
         )
     for name in names:
-        print(f"keras-cnns: wrote {results.write_report(name, args.out)}")
-        if tuning.has_search(name, args.out):
-            tuning.write_reports(name, args.out)
-            print(f"keras-cnns: wrote {tuning.report_paths(name, args.out)}")
-    print(f"keras-cnns: wrote {results.write_index(args.out)}")
+        print(f"keras-cnns: wrote {report.write_report(name, args.out)}")  # with its search's report
+        if tuning_report.has_search(name, args.out):
+            print(f"keras-cnns: wrote {tuning_report.report_paths(name, args.out)}")
+    print(f"keras-cnns: wrote {report.write_index(args.out)}")
     return 0
 
 

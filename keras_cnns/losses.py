@@ -18,8 +18,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_cnns.experiment import LOSSES
 from keras_cnns.layers import PACKAGE
+from keras_cnns.training.config import LOSSES
 
 __all__ = ["LOSSES", "RBFMAPLoss", "make_loss"]
 

@@ -14,15 +14,7 @@ paper; it is run for comparison and has no paper number.
 
 Measured: test error % of the final epoch's weights, mean ± std over seeds.
 
-Runtimes:
-    paper: 7 to 14 minutes a run (wall; 100 minutes for 3 seeds x 3 variants) on 2 shared
-        x86_64 CPU cores, TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running, measured
-        2026-12-03; not yet measured on a GPU.
-    quick: the paper preset itself (20 passes of LeNet-5 fit in about ten minutes on one
-        GPU); not yet measured on a GPU.
-    smoke: 19 s wall (17 s CPU time) for the whole command on 2 shared x86_64 CPU cores,
-        TensorFlow 2.21 CPU, Keras 3.15.1, measured 2026-11-23; 21 s offline from the
-        packaged sample; the same run in the test suite: 19 s on PyTorch (CPU).
+Runtimes: each preset's ``runtime``, measured on named hardware, shown in the report.
 
 Command::
 
@@ -34,8 +26,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import Deviation, Experiment, Ordering, Preset
+from keras_cnns.lab.experiments import (
+    Deviation,
+    Experiment,
+    HyperParam,
+    Ordering,
+    Preset,
+    learning_rate_range,
+)
+from keras_cnns.training.config import TrainConfig
 
 _LENET5 = TrainConfig(
     model="lenet5",  # Table I C3, trainable subsampling, RBF output, 1.7159 tanh(2a/3)
@@ -153,4 +152,6 @@ EXPERIMENT = Experiment(
         "after 2 passes fell from 8.3% to 1.5% (seed 0); the paper's initialisation with "
         "cross-entropy did not help (8.95% against 8.29%). That loss is the one change.",
     ),
+    # LeCun et al. 1998 trained with SDLM; plain SGD or Adam stand in for it.
+    search_space=(learning_rate_range(1e-4, 0.1), HyperParam("optimizer", "choice", choices=("sgd", "adam"))),
 )

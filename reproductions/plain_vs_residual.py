@@ -16,15 +16,7 @@ seeds; final training error (Keras' running accuracy over the last epoch, augmen
 training and validation error per epoch, plotted like Fig. 6 (the validation split stands in
 for the paper's test curve, so the test set is never looked at during training).
 
-Runtimes:
-    paper: not yet measured on a GPU.
-    quick: not yet measured on a GPU (planned: about 10 minutes on one GPU for the four nets).
-    cpu: 137 minutes of training a seed at the median epoch's pace (the fastest epoch: plain-20
-        70 s, plain-56 313 s, ResNet-20 75 s, ResNet-56 225 s) on 2 AMD EPYC cores, TensorFlow
-        2.21 CPU, Keras 3.15.1, measured 2026-12-06 (2.8 hours of wall time beside other jobs).
-    smoke: 1.7 min wall (99 s CPU time) for the whole command on 2 shared x86_64 CPU cores,
-        TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running, measured 2026-11-23 (in the
-        test suite: 2.1 min).
+Runtimes: each preset's ``runtime``, measured on named hardware, shown in the report.
 
 Command::
 
@@ -37,8 +29,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import Deviation, Experiment, Ordering, Preset, Reference
+from keras_cnns.lab.experiments import (
+    Deviation,
+    Experiment,
+    HyperParam,
+    Ordering,
+    Preset,
+    Reference,
+    learning_rate_range,
+)
+from keras_cnns.training.config import TrainConfig
 
 _RECIPE = TrainConfig(
     model="plain20_cifar",
@@ -147,6 +147,13 @@ SMOKE = Preset(
     deviations=("Smoke: 128 training images, 1 epoch at a constant lr 0.1; no 110-layer nets.",),
 )
 
+# What keras-cnns tune may search around the recipe: He et al. 2016's lr 0.1 and weight decay
+# 1e-4 (l2 5e-5 in TrainConfig's convention), each bracketed by about an order of magnitude.
+SEARCH_SPACE = (
+    learning_rate_range(0.01, 0.5),
+    HyperParam("weight_decay", "float", 1e-5, 1e-3, log=True),
+)
+
 EXPERIMENT = Experiment(
     name="plain-vs-residual",
     title="Plain vs residual depth on CIFAR-10 (He et al. 2016, Table 6, Fig. 6)",
@@ -190,6 +197,7 @@ EXPERIMENT = Experiment(
         Ordering("resnet56", "resnet20"),
     ),
     panels={"plain": ("plain20", "plain56", "plain110"), "ResNet": ("resnet20", "resnet56", "resnet110")},
+    search_space=SEARCH_SPACE,
     notes=(
         "Plots: training error dashed, validation error solid (Fig. 6 draws test error bold).",
         "What the paper leaves to its framework follows Torch and PyTorch (fb.resnet.torch, "

@@ -9,7 +9,7 @@ kind was used.
 Claim: ReLU nets train several times faster than tanh nets (six times, in iterations, here).
 
 Paper's numbers: the ratio only, "six times" (Fig. 1 gives no table). The net is not given
-in the paper; ``cifar_4layer`` is the classic cuda-convnet CIFAR net (papers.md).
+in the paper; ``cifar_4layer`` is the classic cuda-convnet CIFAR net (its layers-18pct config).
 
 Measured: for each activation, epochs (and seconds) until the training error, as Keras
 reports it during each epoch (running accuracy over the epoch's batches), is at most 25%; the
@@ -19,17 +19,7 @@ learning rate is trained for a few epochs and the one with the fewest epochs to 
 error (ties and no-reach broken by the lowest final training error) is used for the main runs.
 The sweep is recorded and shown in the report.
 
-Runtimes:
-    paper: not yet measured on a GPU.
-    quick: not yet measured on a GPU (about 10 minutes of training expected: a tiny net).
-    cpu: the default pair 47 minutes for its sweep and 2 seeds of main runs (the fastest
-        epoch: ReLU 17 s, tanh 22 s); the cuda-convnet pair 100 minutes for its 13 sweep runs
-        and 2 seeds of main runs (tanh's run 46 epochs, the fastest epoch 17 s for each); on 2
-        AMD EPYC cores, TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running, measured
-        2026-12-06.
-    smoke: 2.1 min wall under a load of ~4.7 (64 s CPU time) for the whole command on 2
-        shared x86_64 CPU cores, TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running,
-        measured 2026-11-23 (in the test suite: 54 s).
+Runtimes: each preset's ``runtime``, measured on named hardware, shown in the report.
 
 Command::
 
@@ -46,8 +36,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import Deviation, Experiment, Ordering, Preset, Ratio, Sweep
+from keras_cnns.lab.experiments import (
+    Deviation,
+    Experiment,
+    Ordering,
+    Preset,
+    Ratio,
+    Sweep,
+    learning_rate_range,
+)
+from keras_cnns.training.config import TrainConfig
 
 _RELU = TrainConfig(
     model="cifar_4layer",
@@ -218,4 +216,7 @@ EXPERIMENT = Experiment(
         "units minus the mean image (the same net, optimiser and sweep procedure otherwise). "
         "Both choices change together in that pair; these runs do not separate which matters.",
     ),
+    # "The learning rates for each network were chosen independently" (Fig. 1): one search per
+    # activation (variant).
+    search_space=(learning_rate_range(1e-3, 0.3),),
 )

@@ -18,14 +18,7 @@ points worse).
 Measured: top-1 error % (the ``test`` split is ImageNet's 50,000 validation images, one 224
 centre crop after resizing to 256) of the final epoch's weights, mean ± std over seeds.
 
-Runtimes:
-    paper: not run here (90 epochs of 1.28M images: days on one GPU, hours on eight);
-        ``--devices all`` spreads the global batch of 256 over the GPUs, ``--cluster`` over hosts.
-    quick: not yet measured on a GPU (planned: about 10 minutes on one GPU).
-    smoke: runs in the test suite on a synthetic ``tfds.testing.mock_data`` ImageNet (32 images
-        at 32x32): 56 s there on 2 shared x86_64 CPU cores, TensorFlow 2.21 CPU, Keras
-        3.15.1, other jobs running, measured 2026-11-23. From the command line it reads your
-        archives like the other presets.
+Runtimes: each preset's ``runtime``, measured on named hardware, shown in the report.
 
 Command::
 
@@ -39,8 +32,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import Experiment, Preset
+from keras_cnns.lab.experiments import Experiment, Preset
+from keras_cnns.training.config import TrainConfig
+from reproductions.plain_vs_residual import SEARCH_SPACE as RESNET_SEARCH_SPACE
 
 _RESNET50 = TrainConfig(
     model="resnet50",  # Table 1: bottleneck blocks 3-4-6-3, 25,636,712 parameters
@@ -63,7 +57,7 @@ _RESNET50 = TrainConfig(
     # Deviation from paper: random-resized crops (area 8-100%, Szegedy et al. 2015) and flips
     # in the input pipeline, as Goyal et al. and torchvision do; He et al. resize the shorter
     # side to [256, 480], crop 224, flip and add colour augmentation.
-    preprocess="standardize",  # the ImageNet channel mean and std (keras_cnns.imagenet)
+    preprocess="standardize",  # the ImageNet channel mean and std (keras_cnns.data.imagenet)
     val_size=0,  # the paper trains on all 1.28M images and reports on the validation set
     select="final",
 )
@@ -125,4 +119,7 @@ EXPERIMENT = Experiment(
     ),
     curves=("train",),
     notes=("No validation split (val_size=0, as in the paper): the plots show training error.",),
+    # He et al. 2016 / Goyal et al. 2017: lr 0.1 at batch 256, weight decay 1e-4 (l2 5e-5):
+    # the CIFAR ResNets' search space.
+    search_space=RESNET_SEARCH_SPACE,
 )

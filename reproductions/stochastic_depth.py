@@ -15,15 +15,7 @@ Measured: test error % at the epoch of lowest validation error (``select="best_v
 the paper reports it: the validation split is 5,000 training images), mean ± std over seeds;
 seconds per epoch of both variants, their ratio beside the paper's ~0.75.
 
-Runtimes:
-    paper: not yet measured on a GPU.
-    quick: not yet measured on a GPU (planned: about 10 minutes on one GPU).
-    cpu: about 1.4 hours a seed alone (the fastest epoch, validation included: constant depth
-        34 s, stochastic depth 28 s; 80 epochs each) on 2 AMD EPYC cores, TensorFlow 2.21 CPU,
-        Keras 3.15.1, measured 2026-12-06 (2.5 hours of wall time beside other jobs).
-    smoke: 54 s wall (41 s CPU time) for the whole command on 2 shared x86_64 CPU cores,
-        TensorFlow 2.21 CPU, Keras 3.15.1, other jobs running, measured 2026-11-23 (in the
-        test suite: 51 s).
+Runtimes: each preset's ``runtime``, measured on named hardware, shown in the report.
 
 Command::
 
@@ -36,8 +28,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import Experiment, Ordering, Preset, Ratio, Regime
+from keras_cnns.lab.experiments import Experiment, Ordering, Preset, Ratio, Regime
+from keras_cnns.training.config import TrainConfig
+from reproductions.plain_vs_residual import SEARCH_SPACE as RESNET_SEARCH_SPACE
 
 _CONSTANT = TrainConfig(
     model="resnet110_cifar",
@@ -175,4 +168,6 @@ EXPERIMENT = Experiment(
             paper=0.75, benchmark="benchmarks/stochastic_depth.md",
         ),
     ),
+    # Huang et al. 2016 train with the ResNet baseline's recipe: the same search space.
+    search_space=RESNET_SEARCH_SPACE,
 )

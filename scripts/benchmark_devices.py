@@ -112,9 +112,10 @@ def _worker(case: dict) -> dict:
     import keras
     import numpy as np
 
-    from keras_cnns import distribute, training
-    from keras_cnns.experiment import TrainConfig
+    from keras_cnns import training
     from keras_cnns.registry import build_model
+    from keras_cnns.training import distribute
+    from keras_cnns.training.config import TrainConfig
 
     keras.utils.set_random_seed(0)
     distributed = case["path"] == "distributed"
@@ -144,7 +145,7 @@ def _worker(case: dict) -> dict:
     available = distribute.placement("all", force=True).replicas if distributed else 1
     timed = seconds[case["warmup"] :]
     median = statistics.median(timed)
-    versions = training.environment._versions()
+    versions = training.environment.library_versions()
     return {
         "backend": case["backend"],
         "path": case["path"],
@@ -159,7 +160,7 @@ def _worker(case: dict) -> dict:
         "repeats": case["repeats"],
         "images_per_second": round(n / median, 2),
         "spread": round((max(timed) - min(timed)) / median, 4),
-        "device": training.environment._device_name(),
+        "device": training.environment.device_name(),
         "versions": " ".join(f"{k} {v}" for k, v in sorted(versions.items())),
         "available": available,  # devices the distribution path could use
     }
@@ -189,7 +190,8 @@ def _run_case(case: dict) -> dict:
 
 
 def _write(rows: list[dict], out: Path, command: str) -> None:
-    from keras_cnns.records import atomic_write_text
+    from keras_cnns.lab.writer import table_lines
+    from keras_cnns.storage import atomic_write_text
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
@@ -209,15 +211,15 @@ def _write(rows: list[dict], out: Path, command: str) -> None:
         f"{single['batch_size']}, {single['precision']}; median of {single['repeats']} timed "
         f"passes of {single['steps']} batches of synthetic images after the warm-up.",
         "",
-        "| path | devices | API | feed | images/s | spread | vs single |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        ratio = r["images_per_second"] / single["images_per_second"]
-        lines.append(
-            f"| {r['path']} | {r['devices']} | {r['api']} | {r['feed']} | {r['images_per_second']:,.1f} "
-            f"| {100 * r['spread']:.1f}% | {ratio:.3f} |"
-        )
+    lines += table_lines(
+        ["path", "devices", "API", "feed", "images/s", "spread", "vs single"],
+        [
+            [r["path"], r["devices"], r["api"], r["feed"], f"{r['images_per_second']:,.1f}",
+             f"{100 * r['spread']:.1f}%", f"{r['images_per_second'] / single['images_per_second']:.3f}"]
+            for r in rows
+        ],
+    )  # fmt: skip
     one = next((r for r in rows if r["path"] == "distributed" and r["devices"] == 1), None)
     if one is not None:
         ratio = one["images_per_second"] / single["images_per_second"]

@@ -107,7 +107,7 @@ def _load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def _versions(backend: str) -> str:
+def library_versions(backend: str) -> str:
     import importlib.metadata as md
 
     names = {
@@ -260,7 +260,7 @@ def measure(name: str, args: argparse.Namespace, backend: str) -> dict:
         "cores": cores,
         "load_before": load_before,
         "load_after": _load(),
-        "versions": _versions(backend),
+        "versions": library_versions(backend),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -293,6 +293,8 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 
 
 def _markdown(rows: list[dict]) -> str:
+    from keras_cnns.lab.writer import table_lines
+
     epoch_steps = {
         int(r["batch_size"]): math.ceil(EPOCH_IMAGES / int(r["batch_size"])) for r in rows
     }
@@ -323,26 +325,27 @@ def _markdown(rows: list[dict]) -> str:
         "between steps from the blocks' batch-norm moving statistics, which a dropped block",
         "leaves alone; `-`: measured before the script counted).",
         "",
-        "| backend | model | drop_path | batch | rounds x steps | constant s/step | SD s/step "
-        "| ratio SD / constant | round ratios | none dropped s/step | SD / none dropped "
-        "| none dropped / constant | constant s/epoch (extrapolated) "
-        "| SD s/epoch (extrapolated) | expected blocks | computed blocks | CPU (cores) | load 1 5 15 min: before, after "
-        "| versions | written |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['backend']} | {r['model']} | {r['drop_path']} | {r['batch_size']} "
-            f"| {r['rounds']} x {r['steps']} | {float(r['constant_s_per_step']):.3f} "
-            f"| {float(r['sd_s_per_step']):.3f} | **{float(r['ratio']):.3f}** "
-            f"| {r['round_ratio_min']} - {r['round_ratio_max']} "
-            f"| {_cell(r, 'kept_s_per_step', '.3f')} | {_cell(r, 'ratio_sd_to_kept', '.3f')} "
-            f"| {_cell(r, 'ratio_kept_to_constant', '.3f')} "
-            f"| {float(r['constant_s_per_epoch']):.0f} | {float(r['sd_s_per_epoch']):.0f} "
-            f"| {r['expected_block_fraction']} | {_cell(r, 'computed_block_fraction', '.3f')} "
-            f"| {r['cpu']} ({r['cores']}) "
-            f"| {r['load_before']}; {r['load_after']} | {r['versions']} | {r['written']} |"
-        )
+    head = [
+        "backend", "model", "drop_path", "batch", "rounds x steps", "constant s/step", "SD s/step",
+        "ratio SD / constant", "round ratios", "none dropped s/step", "SD / none dropped",
+        "none dropped / constant", "constant s/epoch (extrapolated)", "SD s/epoch (extrapolated)",
+        "expected blocks", "computed blocks", "CPU (cores)", "load 1 5 15 min: before, after", "versions", "written",
+    ]  # fmt: skip
+    body = [
+        [
+            r["backend"], r["model"], r["drop_path"], r["batch_size"], f"{r['rounds']} x {r['steps']}",
+            f"{float(r['constant_s_per_step']):.3f}", f"{float(r['sd_s_per_step']):.3f}",
+            f"**{float(r['ratio']):.3f}**", f"{r['round_ratio_min']} - {r['round_ratio_max']}",
+            _cell(r, "kept_s_per_step", ".3f"), _cell(r, "ratio_sd_to_kept", ".3f"),
+            _cell(r, "ratio_kept_to_constant", ".3f"), f"{float(r['constant_s_per_epoch']):.0f}",
+            f"{float(r['sd_s_per_epoch']):.0f}", r["expected_block_fraction"],
+            _cell(r, "computed_block_fraction", ".3f"), f"{r['cpu']} ({r['cores']})",
+            f"{r['load_before']}; {r['load_after']}", r["versions"], r["written"],
+        ]
+        for r in rows
+    ]  # fmt: skip
+    lines += table_lines(head, body)
     lines += [
         "",
         "Load averages are 1 / 5 / 15 minutes: the machine is shared, so absolute seconds vary",
@@ -357,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     os.environ["KERAS_BACKEND"] = backend
-    from keras_cnns.records import atomic_write_text
+    from keras_cnns.storage import atomic_write_text
 
     out = Path(args.out)
     csv_path, md_path = out / "stochastic_depth.csv", out / "stochastic_depth.md"

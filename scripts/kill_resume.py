@@ -18,7 +18,7 @@ What it does (``python scripts/kill_resume.py --help`` for the knobs):
    * random: ``SIGKILL`` from outside at a uniformly random moment of the training, measured
      from the line the run prints once its data and model are ready, over the time the
      reference run needed from there to its end;
-   * injected: ``KERAS_CNNS_FAULT`` (see ``keras_cnns.records``) makes the run SIGKILL itself
+   * injected: ``KERAS_CNNS_FAULT`` (see ``keras_cnns.storage``) makes the run SIGKILL itself
      after a given training batch (mid-epoch), or halfway through writing an epoch's weights,
      the final ``model.keras``, ``state.json`` (after an epoch, or the final one) or its record
      line. Random kills rarely land inside a write; these always do.
@@ -67,7 +67,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from keras_cnns import records as records_lib
+from keras_cnns import storage
+from keras_cnns.lab import writer
 
 # Injected kills: the fault hook, and at which event of the process it strikes (``remaining``
 # is the number of epochs the process still has to train).
@@ -140,9 +141,9 @@ def run_once(args, out: Path, *, fault: str = "", kill_after: float | None = Non
     )
     if not args.gpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
-    env.pop(records_lib.FAULT_ENV, None)
+    env.pop(storage.FAULT_ENV, None)
     if fault:
-        env[records_lib.FAULT_ENV] = fault
+        env[storage.FAULT_ENV] = fault
     proc = subprocess.Popen(
         train_command(args, out),
         stdout=subprocess.PIPE,
@@ -226,7 +227,7 @@ def keras_digest(path: Path) -> str:
 
 
 def temp_files(out: Path) -> list[Path]:
-    return sorted(p for p in out.rglob("*") if records_lib.is_temp_file(p.name))
+    return sorted(p for p in out.rglob("*") if storage.is_temp_file(p.name))
 
 
 def inspect(out: Path) -> dict:
@@ -275,10 +276,10 @@ def final_checks(out: Path, reference: dict, epochs: int) -> None:
     if not data.endswith(b"\n"):
         raise CheckFailed(f"{path} ends in a half line")
     lines = data.splitlines()
-    found = records_lib.read_records(path)  # every line parses
+    found = storage.read_records(path)  # every line parses
     if len(found) != 1 or found[0]["status"] != "completed":
         raise CheckFailed(f"{path} holds {len(found)} records, expected exactly one completed one")
-    torn = path.with_name(path.name + records_lib.TORN_SUFFIX)
+    torn = path.with_name(path.name + storage.TORN_SUFFIX)
     if torn.is_file():
         for piece in torn.read_bytes().splitlines():
             if not lines[0].startswith(piece):
@@ -415,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"the uninterrupted run failed ({code}) or printed no start line:\n{output[-2000:]}"
             )
         ref_dir = run_dir(work / "reference")
-        (record,) = records_lib.read_records(work / "reference" / "records.jsonl")
+        (record,) = storage.read_records(work / "reference" / "records.jsonl")
         reference = {
             "record": record,
             "weights": h5_digest(ref_dir / f"epoch-{args.epochs:04d}.weights.h5"),
@@ -630,9 +631,9 @@ def write_report(args, summary: Summary, reference: dict, seconds: float) -> Non
         row["delay"] = "" if a.delay is None else f"{a.delay:.3f}"
         row["seconds"] = f"{a.seconds:.1f}"
         writer.writerow(row)
-    records_lib.atomic_write_text(report / "kills.csv", text.getvalue())
-    records_lib.atomic_write_text(report / "summary.json", json.dumps(info, indent=2) + "\n")
-    records_lib.atomic_write_text(report / "README.md", readme(info, kills))
+    storage.atomic_write_text(report / "kills.csv", text.getvalue())
+    storage.atomic_write_text(report / "summary.json", json.dumps(info, indent=2) + "\n")
+    storage.atomic_write_text(report / "README.md", readme(info, kills))
     print(f"wrote {report / 'README.md'}, kills.csv and summary.json", flush=True)
 
 
@@ -663,16 +664,11 @@ def readme(info: dict, kills: list[Attempt]) -> str:
         f"- Reference test error {((info['reference']['test'] or {}).get('error') or math.nan):.2f}%; "
         f"{info['series']} series, {info['starts']} starts of the command, {info['seconds']:.0f} s in all",
         "",
-        "| kill | how | survived |",
-        "|---|---|---|",
-        f"| random | external SIGKILL at a uniformly random time after the run's start line | {info['kills_by_kind'].get('random', 0)} |",
     ]  # fmt: skip
-    for kind, how in INJECTED.items():
-        lines.append(
-            f"| {kind} | self-inflicted SIGKILL {how} | {info['kills_by_kind'].get(kind, 0)} |"
-        )
+    kills = [["random", "external SIGKILL at a uniformly random time after the run's start line", info["kills_by_kind"].get("random", 0)]]
+    kills += [[kind, f"self-inflicted SIGKILL {how}", info["kills_by_kind"].get(kind, 0)] for kind, how in INJECTED.items()]
+    lines += writer.table_lines(["kill", "how", "survived"], [*kills, ["**all**", "", f"**{info['kills']}**"]])
     lines += [
-        f"| **all** | | **{info['kills']}** |",
         "",
         "Where the random kills landed (as seen on disk afterwards):",
         "",

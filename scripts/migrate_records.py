@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from keras_cnns.records import atomic_write_text  # noqa: E402
+from keras_cnns.storage import atomic_write_text  # noqa: E402
 
 ARCHIVE_PREFIX = "archive:"
 

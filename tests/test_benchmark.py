@@ -18,8 +18,8 @@ import pytest
 
 from keras_cnns import benchmark, data, training
 from keras_cnns.cli import main
-from keras_cnns.experiment import TrainConfig
 from keras_cnns.registry import build_model
+from keras_cnns.training.config import TrainConfig
 
 N_IMAGES, BATCH, SIDE = 96, 32, 8  # three steps an epoch, 8x8 images: quick to compile
 
@@ -191,7 +191,7 @@ def test_stop_on_non_finite_keeps_the_earliest_batch_when_hooks_run_out_of_order
     for t in threads:
         t.join()
     assert (detector.batch, detector.loss, fitted.stop_training) == (5, float("inf"), True)
-    assert training.StopOnNonFinite.async_safe and training.callbacks._EpochProgbar.async_safe
+    assert training.StopOnNonFinite.async_safe and training.callbacks.EpochProgbar.async_safe
 
 
 def test_train_records_the_same_run_with_steps_per_execution(
@@ -202,7 +202,7 @@ def test_train_records_the_same_run_with_steps_per_execution(
         model="cifar_4layer", epochs=2, batch_size=64, train_subset=256, test_subset=128,
         val_size=64, augment=("flip",), seed=4,
     )  # fmt: skip
-    plain = training.train(config, out_dir=tmp_path / "plain", data_dir=data_dir, verbose=0)
+    plain = training.train(config, out_dir=tmp_path / "plain", data_dir=data_dir, verbose=0).to_json()
     if backend == "jax":
         monkeypatch.setattr(training.feeds, "device_data_fits", lambda *arrays: True)
     fast = training.train(
@@ -210,13 +210,13 @@ def test_train_records_the_same_run_with_steps_per_execution(
         out_dir=tmp_path / "fast",
         data_dir=data_dir,
         verbose=0,
-    )
+    ).to_json()
     keys = ("loss", "accuracy", "val_loss", "val_accuracy")
     assert [[h[k] for k in keys] for h in fast["history"]] == [
         [h[k] for k in keys] for h in plain["history"]
     ]
     assert fast["test"] == plain["test"]
-    # steps_per_execution is a placement field (keras_cnns.experiment.PLACEMENT_FIELDS): the same
+    # steps_per_execution is a placement field (keras_cnns.training.config.PLACEMENT_FIELDS): the same
     # steps in the same order are the same run, so it keeps its run_id; the config records it.
     assert fast["run_id"] == plain["run_id"] and fast["config"]["steps_per_execution"] == 2
     assert (plain["data_on_device"], fast["data_on_device"]) == (False, backend == "jax")
@@ -270,14 +270,14 @@ def test_on_a_cpu_each_reference_takes_turns_with_its_keras_row_in_one_worker(mo
          "--batch-sizes", "16", "--augment", "off", "--isolate", "backend"]
     )  # fmt: skip
     plan = benchmark.plan_from_args(args)
-    monkeypatch.setattr(runner, "_gpu_visible", lambda: False)
+    monkeypatch.setattr(runner, "gpu_visible", lambda: False)
     groups = runner._worker_groups(plan)
     assert [sorted({c.backend for c in g}) for g in groups] == [
         [benchmark.REFERENCE, "tensorflow"], ["jax"]
     ]  # the reference joins the first backend with its Keras row, not a worker of its own
     (reference,) = [c for c in groups[0] if c.backend == benchmark.REFERENCE]
     assert runner._partner_of(groups[0], reference).model == reference.model == "resnet20_cifar"
-    monkeypatch.setattr(runner, "_gpu_visible", lambda: True)  # a GPU: a worker of its own
+    monkeypatch.setattr(runner, "gpu_visible", lambda: True)  # a GPU: a worker of its own
     assert [sorted({c.backend for c in g}) for g in runner._worker_groups(plan)] == [
         ["tensorflow"], ["jax"], [benchmark.REFERENCE]
     ]
@@ -475,7 +475,7 @@ def test_modes_table_compares_each_mode_with_plain():
 def test_merge_keeps_earlier_rows_this_run_did_not_measure():
     old = [_gpu_row("float32", 128, "off", 9_000), _gpu_row("float32", 512, "off", 25_000)]
     new = [_gpu_row("float32", 128, "off", 11_000)]
-    rows = benchmark.report._combine(old, new)
+    rows = benchmark.report.combine_rows(old, new)
     assert sorted(float(r["images_per_s"]) for r in rows) == [11_000, 25_000]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from keras_cnns import records
+from keras_cnns import storage
 from keras_cnns.cli import main
 
 # (command line, exit code, a word the one line must hold). Placeholders: {out} a directory
@@ -121,7 +121,7 @@ def places(tmp_path) -> dict[str, str]:
     file.write_text("not a directory\n")
     (tmp_path / "nodata").mkdir()
     damaged = tmp_path / "damaged"
-    records.append_record(damaged / "relu-vs-tanh" / "records.jsonl", {"run_id": "a", "tags": {}})
+    storage.append_record(damaged / "relu-vs-tanh" / "records.jsonl", {"run_id": "a", "tags": {}})
     with (damaged / "relu-vs-tanh" / "records.jsonl").open("a") as f:
         f.write('{"run_id": "b", "tags": {"exp\n')
     return {
@@ -136,7 +136,7 @@ def places(tmp_path) -> dict[str, str]:
 def test_every_command_rejects_bad_input_with_one_line_before_any_work(places, tmp_path):
     argvs = [[a.format(**places) for a in argv] for argv, _, _ in CASES]
     env = {
-        k: v for k, v in os.environ.items() if k not in ("KERAS_CNNS_DATA_DIR", records.FAULT_ENV)
+        k: v for k, v in os.environ.items() if k not in ("KERAS_CNNS_DATA_DIR", storage.FAULT_ENV)
     }
     done = subprocess.run(
         [sys.executable, "-c", _DRIVER, json.dumps(argvs)],
@@ -189,11 +189,11 @@ def test_an_unwritable_output_directory_is_one_line(tmp_path, capsys):
 
 @pytest.fixture
 def full_disk(monkeypatch):
-    """``enospc`` faults (``keras_cnns.records``): from the first such write on, the disk is full."""
-    monkeypatch.setattr(records, "_fault_counts", {})
+    """``enospc`` faults (``keras_cnns.storage``): from the first such write on, the disk is full."""
+    monkeypatch.setattr(storage, "_fault_counts", {})
 
     def fill(kind: str) -> None:
-        monkeypatch.setenv(records.FAULT_ENV, f"{kind}:1:enospc")
+        monkeypatch.setenv(storage.FAULT_ENV, f"{kind}:1:enospc")
 
     return fill
 
@@ -225,16 +225,16 @@ def test_a_full_disk_is_one_line_and_earlier_results_stay_intact(
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("keras-cnns: error: cannot write ") and "No space left on device" in err
     assert {p: p.read_bytes() for p in before} == before  # the earlier run's files, byte for byte
-    assert len(records.read_records(out / "records.jsonl")) == 1
-    assert not [p for p in out.rglob("*") if records.is_temp_file(p.name)]
+    assert len(storage.read_records(out / "records.jsonl")) == 1
+    assert not [p for p in out.rglob("*") if storage.is_temp_file(p.name)]
 
 
 def test_a_full_disk_while_writing_tables_keeps_the_old_ones(tmp_path, capsys, full_disk):
-    from keras_cnns import results
+    from keras_cnns.lab import report
 
     _smoke_records(tmp_path, "relu-vs-tanh")
     assert main(["report", "relu-vs-tanh", "--out", str(tmp_path)]) == 0
-    readme = tmp_path / "relu-vs-tanh" / results.REPORT_FILE
+    readme = tmp_path / "relu-vs-tanh" / report.REPORT_FILE
     before = readme.read_bytes()
     capsys.readouterr()
     full_disk("file-write")
@@ -242,7 +242,7 @@ def test_a_full_disk_while_writing_tables_keeps_the_old_ones(tmp_path, capsys, f
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err and str(tmp_path) in err
     assert readme.read_bytes() == before
-    assert not [p for p in tmp_path.rglob("*") if records.is_temp_file(p.name)]
+    assert not [p for p in tmp_path.rglob("*") if storage.is_temp_file(p.name)]
 
 
 # --- what a newcomer runs into ------------------------------------------------------------------
@@ -298,15 +298,15 @@ def _smoke_records(out: Path, name: str) -> tuple[Path, dict]:
     """``out/name/records.jsonl`` with a completed record of every run of the smoke preset (the
     committed smoke record, under each planned run's id and tags): re-running trains nothing.
     Returns the path and the template record."""
-    from keras_cnns import experiments, reproduce
-    from keras_cnns.experiments import match_key
+    from keras_cnns.lab import experiments, runner
+    from keras_cnns.training.record import tag_key
 
-    committed = records.read_records(Path(__file__).resolve().parents[1] / "results" / name / "records.jsonl")
+    committed = storage.read_records(Path(__file__).resolve().parents[1] / "results" / name / "records.jsonl")
     template = next(r for r in committed if r["status"] == "completed" and r["tags"]["preset"] == "smoke")
     path = out / name / "records.jsonl"
-    for run in reproduce.plan_runs(experiments.get_experiment(name), "smoke"):
-        assert match_key(run.tags)  # the ledger matches on these
-        records.append_record(path, {**template, "run_id": run.run_id, "tags": dict(run.tags)})
+    for run in runner.plan_runs(experiments.get_experiment(name), "smoke"):
+        assert tag_key(run.tags)  # the ledger matches on these
+        storage.append_record(path, {**template, "run_id": run.run_id, "tags": dict(run.tags)})
     return path, template
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from keras_cnns import results
-from keras_cnns.experiments import list_experiments
+from keras_cnns.lab import report
+from keras_cnns.lab.experiments import list_experiments
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -35,8 +35,8 @@ def regenerated(tmp_path_factory) -> Path:
                 shutil.copy2(item, target / item.name)
             elif item.is_dir():  # a search's trial files (checkpoints are not committed)
                 shutil.copytree(item, target / item.name)
-        results.write_report(name, root)
-    results.write_index(root)
+        report.write_report(name, root)
+    report.write_index(root)
     return root
 
 

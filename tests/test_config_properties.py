@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from keras_cnns import data
 from keras_cnns.errors import UserError
-from keras_cnns.experiment import (
+from keras_cnns.registry import list_models
+from keras_cnns.training.config import (
     LOSSES,
     LR_SCALINGS,
     MONITORS,
@@ -32,7 +33,6 @@ from keras_cnns.experiment import (
     WEIGHT_DECAY_SCOPES,
     TrainConfig,
 )
-from keras_cnns.registry import list_models
 
 pytestmark = pytest.mark.smoke
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from keras_cnns import data
+from keras_cnns.data import sources
 from keras_cnns.errors import DataError, UserError
 
 # Per-class image counts of the full sets (train includes the validation split).
@@ -34,8 +35,8 @@ def _no_env_data_dir(monkeypatch):
 @pytest.fixture
 def offline(monkeypatch):
     """No prepared tfds data and no network: load_dataset must not wait for tfds."""
-    monkeypatch.setattr(data, "_tfds_prepared", lambda info: False)
-    monkeypatch.setattr(data, "_network_available", lambda: False)
+    monkeypatch.setattr(sources, "_tfds_prepared", lambda info: False)
+    monkeypatch.setattr(sources, "_network_available", lambda: False)
 
 
 def _fake_mnist(n_train=600, n_test=200):
@@ -264,10 +265,10 @@ def test_network_probe_gives_up_quickly(monkeypatch):
     # A server that accepts the connection and never answers: the probe must not wait on it.
     server = socket.create_server(("127.0.0.1", 0))
     try:
-        monkeypatch.setattr(data, "_PROBE_ADDRESS", server.getsockname())
-        monkeypatch.setattr(data, "_PROBE_SECONDS", 0.5)
+        monkeypatch.setattr(sources, "_PROBE_ADDRESS", server.getsockname())
+        monkeypatch.setattr(sources, "_PROBE_SECONDS", 0.5)
         start = time.monotonic()
-        assert data._network_available() is False
+        assert sources._network_available() is False
         assert time.monotonic() - start < 2
     finally:
         server.close()
@@ -303,7 +304,7 @@ def test_sample_is_real_mnist(data_dir):
 @pytest.mark.parametrize(("name", "classes", "shape"), [("mnist", 10, (28, 28, 1)), ("cifar100", 100, (32, 32, 3))])
 def test_tfds_source(monkeypatch, name, classes, shape):
     tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(data, "_network_available", lambda: True)
+    monkeypatch.setattr(sources, "_network_available", lambda: True)
     with tfds.testing.mock_data(num_examples=40):
         s = data.load_dataset(name, source="tfds", val_size=8, seed=0)
     assert s.source == "tfds" and s.num_classes == classes
@@ -314,8 +315,8 @@ def test_tfds_source(monkeypatch, name, classes, shape):
 
 def test_auto_uses_tfds_when_reachable(monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(data, "_tfds_prepared", lambda info: False)
-    monkeypatch.setattr(data, "_network_available", lambda: True)
+    monkeypatch.setattr(sources, "_tfds_prepared", lambda info: False)
+    monkeypatch.setattr(sources, "_network_available", lambda: True)
     with tfds.testing.mock_data(num_examples=20):
         s = data.load_dataset("fashion_mnist", val_size=5, allow_sample=True)
     assert s.source == "tfds" and s.x_train.shape == (15, 28, 28, 1)
@@ -457,7 +458,7 @@ def _pca_kwargs(name):
 
 @pytest.mark.smoke
 def test_augmentation_names_agree():
-    from keras_cnns.layers import ImageAugmentation
+    from keras_cnns.data.augmentation_layer import ImageAugmentation
 
     assert data.AUGMENTATIONS == ImageAugmentation.OPERATIONS
     assert data.make_augmenter([], seed=0, image_shape=SHAPE) is None

@@ -1,4 +1,4 @@
-"""ImageNet, streamed (``keras_cnns.imagenet``): the ResNet pipeline, the missing-data errors,
+"""ImageNet, streamed (``keras_cnns.data.imagenet``): the ResNet pipeline, the missing-data errors,
 and the ``resnet50-imagenet`` smoke preset end to end on a synthetic tfds mock.
 
 No ImageNet is needed: ``tfds.testing.mock_data`` makes random JPEGs in ImageNet's format.
@@ -12,10 +12,11 @@ import time
 import numpy as np
 import pytest
 
-from keras_cnns import imagenet, reproduce
+from keras_cnns.data import imagenet
 from keras_cnns.errors import DataError
-from keras_cnns.experiment import TrainConfig
-from keras_cnns.records import read_records
+from keras_cnns.lab import runner
+from keras_cnns.storage import read_records
+from keras_cnns.training.config import TrainConfig
 
 tf = pytest.importorskip("tensorflow")
 tfds = pytest.importorskip("tensorflow_datasets")
@@ -69,17 +70,17 @@ def test_missing_imagenet_is_a_fast_one_line_data_error(tmp_path, monkeypatch):
 def test_resnet50_imagenet_smoke_preset_runs_on_a_tfds_mock(tmp_path):
     data_dir = _manual_dir(tmp_path)
     with tfds.testing.mock_data(num_examples=32):
-        records = reproduce.run_experiment(
+        records = runner.run_experiment(
             "resnet50-imagenet",
             preset="smoke",
             out_dir=tmp_path / "results",
             data_dir=data_dir,
             verbose=0,
         )
-    (record,) = records
+    (record,) = (r.to_json() for r in records)
     assert record["status"] == "completed" and record["model"] == "resnet50"
     assert record["dataset"]["source"].startswith("tfds:") and record["dataset"]["n_train"] == 32
-    assert record["params"] == 25_636_712  # papers.md (keras.applications); input size is free
+    assert record["params"] == 25_636_712  # keras.applications' ResNet50; input size is free
     assert math.isfinite(record["test"]["loss"]) and 0 <= record["test"]["error"] <= 100
     assert record["preprocessing"]["eval"] == "shorter side 37, centre crop 32"
     assert record["distribution"]["learning_rate"] == pytest.approx(0.1 * 256 / 256)

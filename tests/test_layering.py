@@ -1,4 +1,4 @@
-"""The modules' import graph: experiments below the runner and the reports, no circles.
+"""The modules' import graph: the library below the lab, the lab in layers, no circles.
 
 Imports are read from the source with ``ast`` (inside functions too: a lazy import is still a
 dependency), so this runs without importing anything.
@@ -59,26 +59,71 @@ def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
     return False
 
 
+# The library: what a user imports to build and train a net. The lab and the tools on top of
+# it (the runner, the reports, the tuner, the benchmark, the command line) use it, never the
+# other way round.
+LIBRARY_PREFIXES = (
+    "keras_cnns.analysis", "keras_cnns.blocks", "keras_cnns.data", "keras_cnns.errors", "keras_cnns.layers",
+    "keras_cnns.losses", "keras_cnns.models", "keras_cnns.options", "keras_cnns.registry", "keras_cnns.storage",
+    "keras_cnns.training", "keras_cnns.sample_data",
+)  # fmt: skip
+ABOVE_THE_LIBRARY = ("keras_cnns.lab", "keras_cnns.benchmark", "keras_cnns.cli")
+
+
+def _in(module: str, prefixes) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
 def test_the_graph_sees_imports():
     graph = import_graph()
-    assert "keras_cnns.experiments" in graph["keras_cnns.results"]
-    assert "keras_cnns.results" in graph["keras_cnns.reproduce"]  # a lazy import counts
+    assert "keras_cnns.lab.experiments" in graph["keras_cnns.lab.runs"]
+    assert "keras_cnns.lab.report" in graph["keras_cnns.lab.runner"]  # a lazy import counts
+    assert "keras_cnns.training.record" in graph["keras_cnns.training.engine"]
+
+
+def test_every_module_is_library_or_above_it():
+    for module in import_graph():
+        if module == "keras_cnns" or module.endswith("native_logs"):
+            continue  # the package itself; the command line's log filter (imports nothing of ours)
+        assert _in(module, LIBRARY_PREFIXES) != _in(module, ABOVE_THE_LIBRARY), module
+
+
+def test_the_library_never_imports_the_lab():
+    graph = import_graph()
+    for module in graph:
+        if not _in(module, LIBRARY_PREFIXES):
+            continue
+        for above in (m for m in graph if _in(m, ABOVE_THE_LIBRARY)):
+            assert not _reaches(graph, module, above), f"{module} imports {above}, directly or through others"
 
 
 @pytest.mark.parametrize(
     ("low", "high"),
     [
-        ("keras_cnns.experiments", "keras_cnns.reproduce"),
-        ("keras_cnns.experiments", "keras_cnns.results"),
-        ("keras_cnns.experiments", "keras_cnns.tuning"),
-        ("keras_cnns.results", "keras_cnns.reproduce"),
-        ("keras_cnns.tuning", "keras_cnns.reproduce"),
-        ("keras_cnns.reproduce", "keras_cnns.cli"),
+        ("keras_cnns.lab.experiments", "keras_cnns.lab.runs"),
+        ("keras_cnns.lab.runs", "keras_cnns.lab.claims"),
+        ("keras_cnns.lab.claims", "keras_cnns.lab.report"),
+        ("keras_cnns.lab.tuning_report", "keras_cnns.lab.tuning"),
+        ("keras_cnns.lab.report", "keras_cnns.lab.runner"),
+        ("keras_cnns.lab.tuning", "keras_cnns.lab.runner"),
+        ("keras_cnns.lab.writer", "keras_cnns.lab.experiments"),
+        ("keras_cnns.lab.runner", "keras_cnns.cli"),
+        ("keras_cnns.training.config", "keras_cnns.training.engine"),
+        ("keras_cnns.training.record", "keras_cnns.training.engine"),
     ],
 )
 def test_lower_layers_never_reach_higher_ones(low, high):
     graph = import_graph()
     assert not _reaches(graph, low, high), f"{low} imports {high}, directly or through others"
+
+
+def test_no_private_names_are_imported_across_modules():
+    modules = _modules()
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("keras_cnns"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{name} imports {private} from {node.module}"
 
 
 def test_no_import_circles_in_the_package():

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from keras_cnns.errors import UserError
-from keras_cnns.experiment import TrainConfig
 from keras_cnns.losses import RBFMAPLoss, make_loss
+from keras_cnns.training.config import TrainConfig
 
 pytestmark = pytest.mark.smoke
 

@@ -79,7 +79,7 @@ PINNED = {
     # Huang et al. 2017 Table 2: "1.0M" and "0.8M".
     "densenet40_cifar": (1_019_722, 1_037_818),
     "densenet_bc100_cifar": (769_162, 793_150),
-    # Srivastava et al. 2014 net with 'same' padding: "about 13.74M" (papers.md).
+    # Srivastava et al. 2014, Appendix B.2 (96/128/256 conv, 2048/2048 dense) with 'same' padding.
     "dropout_cifar": (13_741_578, 13_741_578),
     # cuda-convnet CIFAR net: 2,432 + 25,632 + 51,264 + 10,250.
     "cifar_4layer": (89_578, 89_578),
@@ -122,7 +122,7 @@ def test_pinned_parameter_counts(name):
 
 def test_dropout_cifar_100_classes():
     model = build_model("dropout_cifar", num_classes=100)
-    assert _counts(model)[0] == 13_925_988  # papers.md: "13.93M on CIFAR-100"
+    assert _counts(model)[0] == 13_925_988  # the same net with 100 outputs
 
 
 @pytest.mark.parametrize("name, expected", [("resnet18", 11_689_512), ("resnet34", 21_797_672)])

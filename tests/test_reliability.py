@@ -25,11 +25,12 @@ import keras
 import numpy as np
 import pytest
 
-from keras_cnns import records, results, training
+from keras_cnns import storage, training
 from keras_cnns.cli import main
 from keras_cnns.errors import DataError, DivergedError, UserError
-from keras_cnns.experiment import TrainConfig
+from keras_cnns.lab import report, runs
 from keras_cnns.registry import get_entry
+from keras_cnns.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 KILL_SCRIPT = REPO / "scripts" / "kill_resume.py"
@@ -86,7 +87,7 @@ def test_kill_and_resume_script_survives_random_and_injected_kills(tmp_path, dat
          "--kills-per-series", "3", "--epochs", "2", "--train-subset", "512", "--data-dir", str(data_dir),
          "--work", str(work), "--report", str(report)],
         capture_output=True, text=True, timeout=600,
-        env={k: v for k, v in os.environ.items() if k != records.FAULT_ENV},
+        env={k: v for k, v in os.environ.items() if k != storage.FAULT_ENV},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((report / "summary.json").read_text())
@@ -104,7 +105,7 @@ def test_kill_and_resume_script_survives_random_and_injected_kills(tmp_path, dat
     # record each fail them.
     script = _load_kill_script()
     reference_dir = script.run_dir(work / "reference")
-    (record,) = records.read_records(work / "reference" / "records.jsonl")
+    (record,) = storage.read_records(work / "reference" / "records.jsonl")
     reference = {
         "record": record,
         "weights": script.h5_digest(reference_dir / "epoch-0002.weights.h5"),
@@ -122,7 +123,7 @@ def test_kill_and_resume_script_survives_random_and_injected_kills(tmp_path, dat
     with pytest.raises(script.CheckFailed, match="temporary files"):
         script.final_checks(series, reference, 2)
     temp.unlink()
-    records.append_record(series / "records.jsonl", record)
+    storage.append_record(series / "records.jsonl", record)
     with pytest.raises(script.CheckFailed, match="holds 2 records"):
         script.final_checks(series, reference, 2)
 
@@ -133,11 +134,11 @@ def test_kill_and_resume_script_survives_random_and_injected_kills(tmp_path, dat
 @pytest.fixture
 def faults(monkeypatch):
     """Set ``KERAS_CNNS_FAULT`` for one test, with the per-process event counts reset."""
-    monkeypatch.setattr(records, "_fault_counts", {})
+    monkeypatch.setattr(storage, "_fault_counts", {})
 
     def arm(spec: str) -> None:
-        monkeypatch.setenv(records.FAULT_ENV, spec)
-        records._fault_counts.clear()
+        monkeypatch.setenv(storage.FAULT_ENV, spec)
+        storage._fault_counts.clear()
 
     return arm
 
@@ -145,13 +146,13 @@ def faults(monkeypatch):
 @pytest.mark.smoke
 def test_a_record_append_killed_halfway_is_set_aside_not_lost(tmp_path, capsys):
     path = tmp_path / "records.jsonl"
-    records.append_record(path, {"run_id": "a"})
+    storage.append_record(path, {"run_id": "a"})
     before = path.read_bytes()
     child = (
-        "import sys\nfrom keras_cnns import records\n"
-        "records.append_record(sys.argv[1], {'run_id': 'b', 'pad': 'x' * 5000})\n"
+        "import sys\nfrom keras_cnns import storage\n"
+        "storage.append_record(sys.argv[1], {'run_id': 'b', 'pad': 'x' * 5000})\n"
     )
-    env = dict(os.environ, **{records.FAULT_ENV: "record-write:1"})
+    env = dict(os.environ, **{storage.FAULT_ENV: "record-write:1"})
     done = subprocess.run(
         [sys.executable, "-c", child, str(path)], env=env, timeout=60, capture_output=True
     )
@@ -159,10 +160,10 @@ def test_a_record_append_killed_halfway_is_set_aside_not_lost(tmp_path, capsys):
     torn = path.read_bytes()[len(before) :]
     assert torn and not torn.endswith(b"\n")
     with pytest.raises(DataError, match=rf"{path}:2: incomplete last record"):
-        records.read_records(path)
+        storage.read_records(path)
 
-    records.append_record(path, {"run_id": "c"})
-    assert [r["run_id"] for r in records.read_records(path)] == ["a", "c"]
+    storage.append_record(path, {"run_id": "c"})
+    assert [r["run_id"] for r in storage.read_records(path)] == ["a", "c"]
     assert (tmp_path / "records.jsonl.torn").read_bytes() == torn + b"\n"  # kept, not dropped
     message = _one_line(capsys.readouterr().err)
     assert f"{path}:2: an incomplete record" in message and "records.jsonl.torn" in message
@@ -170,28 +171,28 @@ def test_a_record_append_killed_halfway_is_set_aside_not_lost(tmp_path, capsys):
     # A last line that is whole but lacks its newline (edited by hand) is kept as it is.
     with path.open("ab") as f:
         f.write(b'{"run_id": "d"}')
-    records.append_record(path, {"run_id": "e"})
-    assert [r["run_id"] for r in records.read_records(path)] == ["a", "c", "d", "e"]
+    storage.append_record(path, {"run_id": "e"})
+    assert [r["run_id"] for r in storage.read_records(path)] == ["a", "c", "d", "e"]
 
 
 @pytest.mark.smoke
 def test_a_full_disk_leaves_records_and_files_as_they_were(tmp_path, faults):
     path = tmp_path / "records.jsonl"
-    records.append_record(path, {"run_id": "a"})
+    storage.append_record(path, {"run_id": "a"})
     table = tmp_path / "table.md"
-    records.atomic_write_text(table, "old\n")
+    storage.atomic_write_text(table, "old\n")
     before = path.read_bytes()
 
     faults("record-write:1:enospc")
     for _ in range(2):  # a full disk stays full
         with pytest.raises(OSError, match="No space left") as info:
-            records.append_record(path, {"run_id": "b", "pad": "x" * 10000})
+            storage.append_record(path, {"run_id": "b", "pad": "x" * 10000})
         assert info.value.filename == str(path)
         assert path.read_bytes() == before  # cut back to where the append began
 
     faults("file-write:1:enospc")
     with pytest.raises(OSError, match="No space left") as info:
-        records.atomic_write_text(table, "new\n")
+        storage.atomic_write_text(table, "new\n")
     assert info.value.filename == str(table)
     assert table.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -203,8 +204,8 @@ def test_a_full_disk_leaves_records_and_files_as_they_were(tmp_path, faults):
 @pytest.mark.smoke
 def test_a_bad_fault_spec_is_one_line_naming_the_variable(faults):
     faults("checkpoint-write:zero")
-    with pytest.raises(UserError, match=records.FAULT_ENV):
-        records.fault_point("checkpoint-write")
+    with pytest.raises(UserError, match=storage.FAULT_ENV):
+        storage.fault_point("checkpoint-write")
 
 
 # --- concurrent writers -------------------------------------------------------------------------
@@ -241,22 +242,22 @@ def _record(writer: int, i: int) -> dict:
 
 def _write_and_report(out: str, writer: int) -> None:
     for i in range(PER_WRITER):
-        records.append_record(Path(out) / EXPERIMENT / "records.jsonl", _record(writer, i))
-        results.write_report(EXPERIMENT, out)
-        results.write_index(out)
+        storage.append_record(Path(out) / EXPERIMENT / "records.jsonl", _record(writer, i))
+        report.write_report(EXPERIMENT, out)
+        report.write_index(out)
 
 
 def _watch_tables(out: str, stop, seen) -> None:
     """Read the tables while they are rewritten: each read must be a whole file, never older."""
-    csv_path = Path(out) / EXPERIMENT / results.CSV_FILE
-    readme = Path(out) / EXPERIMENT / results.REPORT_FILE
+    csv_path = Path(out) / EXPERIMENT / report.CSV_FILE
+    readme = Path(out) / EXPERIMENT / report.REPORT_FILE
     last = 0
     while not stop.is_set():
         time.sleep(0.02)  # leave the CPU to the writers
         if not csv_path.is_file():
             continue
         rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
-        assert all(len(r) == len(results.RUN_COLUMNS) and None not in r.values() for r in rows)
+        assert all(len(r) == len(runs.RUN_COLUMNS) and None not in r.values() for r in rows)
         assert len(rows) >= last, f"a table went back from {last} runs to {len(rows)}"
         last = len(rows)
         if readme.is_file():  # the first report writes it after the CSV
@@ -287,7 +288,7 @@ def test_concurrent_writers_keep_every_record_and_consistent_tables(tmp_path):
     assert seen.value > 0
 
     exp_dir = Path(out) / EXPERIMENT
-    got = records.read_records(exp_dir / "records.jsonl")  # every line whole
+    got = storage.read_records(exp_dir / "records.jsonl")  # every line whole
     assert sorted(r["run_id"] for r in got) == sorted(
         f"run-{w}-{i}" for w in range(WRITERS) for i in range(PER_WRITER)
     )
@@ -298,16 +299,16 @@ def test_concurrent_writers_keep_every_record_and_consistent_tables(tmp_path):
     fresh = tmp_path / "fresh"
     (fresh / EXPERIMENT).mkdir(parents=True)
     shutil.copy(exp_dir / "records.jsonl", fresh / EXPERIMENT / "records.jsonl")
-    results.write_report(EXPERIMENT, fresh)
-    results.write_index(fresh)
-    for name in (results.CSV_FILE, results.REPORT_FILE):
+    report.write_report(EXPERIMENT, fresh)
+    report.write_index(fresh)
+    for name in (report.CSV_FILE, report.REPORT_FILE):
         assert (exp_dir / name).read_text() == (fresh / EXPERIMENT / name).read_text(), name
-    assert (Path(out) / results.INDEX_FILE).read_text() == (fresh / results.INDEX_FILE).read_text()
-    assert len(list(csv.DictReader(io.StringIO((exp_dir / results.CSV_FILE).read_text())))) == len(
+    assert (Path(out) / report.INDEX_FILE).read_text() == (fresh / report.INDEX_FILE).read_text()
+    assert len(list(csv.DictReader(io.StringIO((exp_dir / report.CSV_FILE).read_text())))) == len(
         got
     )
     leftovers = [
-        p for p in Path(out).rglob("*") if records.is_temp_file(p.name) or p.suffix == ".torn"
+        p for p in Path(out).rglob("*") if storage.is_temp_file(p.name) or p.suffix == ".torn"
     ]
     assert leftovers == []
 
@@ -420,9 +421,9 @@ def test_a_resumed_run_cleans_up_a_killed_writers_temp_files(
     (run_dir / ".epoch-0002.4242.tmp.weights.h5").write_bytes(b"half a checkpoint")
     (run_dir / ".state.json.x1y2z3.part").write_bytes(b'{"run_id": ')
     record = training.train(DAMAGE_CONFIG, out_dir=out, data_dir=data_dir, verbose=1)
-    assert record["status"] == "completed"
+    assert record.status == "completed"
     assert "removed 2 partly written file(s)" in capsys.readouterr().out
-    assert not [p for p in run_dir.iterdir() if records.is_temp_file(p.name)]
+    assert not [p for p in run_dir.iterdir() if storage.is_temp_file(p.name)]
     assert json.loads((run_dir / "state.json").read_text())["status"] == "completed"
     # The final model and every checkpoint the state names carry their sha256.
     state = json.loads((run_dir / "state.json").read_text())
@@ -438,7 +439,7 @@ def test_a_run_killed_while_appending_its_record_appends_it_once(
     whole = path.read_bytes()
     path.write_bytes(whole[: len(whole) // 2])  # as a kill inside the append leaves it
     record = training.train(DAMAGE_CONFIG, out_dir=out, data_dir=data_dir, verbose=0)
-    assert path.read_bytes() == whole and records.read_records(path) == [record]
+    assert path.read_bytes() == whole and storage.read_records(path) == [record.to_json()]
     assert "an incomplete record" in capsys.readouterr().err
     training.train(DAMAGE_CONFIG, out_dir=out, data_dir=data_dir, verbose=0)
     assert path.read_bytes() == whole  # and once only
@@ -456,7 +457,7 @@ _LR100_FLAGS = [
 
 def _check_diverged_run(out: Path, config: TrainConfig, *, epoch: int) -> dict:
     """The diverged record, the last good checkpoint kept (finite), the state not advanced."""
-    (record,) = records.read_records(out / "records.jsonl")
+    (record,) = storage.read_records(out / "records.jsonl")
     assert record["status"] == "diverged" and record["test"] is None
     assert record["divergence"]["epoch"] == epoch
     last = record["history"][epoch - 1]
@@ -493,7 +494,7 @@ def test_learning_rate_100_stops_keeps_the_last_good_epoch_and_exits_4(tmp_path,
         and "epoch 2" in line
         and "last good checkpoint: epoch 1" in line
     )
-    (record,) = records.read_records(tmp_path / "cli" / "records.jsonl")
+    (record,) = storage.read_records(tmp_path / "cli" / "records.jsonl")
     config = TrainConfig.from_dict(record["config"])
     assert (config.learning_rate, config.warmup_lr, config.epochs) == (100.0, 0.01, 3)
     _check_diverged_run(tmp_path / "cli", config, epoch=2)
@@ -509,14 +510,14 @@ def test_learning_rate_100_stops_keeps_the_last_good_epoch_and_exits_4(tmp_path,
     training.train(
         _mnist(model="lenet5"), out_dir=exp, data_dir=data_dir, tags=_tags("lenet5"), verbose=0
     )
-    results.write_report("lenet5-mnist", tmp_path / "results")
-    text = (exp / results.REPORT_FILE).read_text()
+    report.write_report("lenet5-mnist", tmp_path / "results")
+    text = (exp / report.REPORT_FILE).read_text()
     diverged = text.split("Diverged runs (not averaged in):")[1]
     assert "| lenet5_modern | mnist | main | 0 | 2 |" in diverged
     table = text.split("Diverged runs")[0]
     assert "| lenet5 | mnist |" in table and "| lenet5_modern | mnist |" not in table
     rows = {
-        r["variant"]: r for r in csv.DictReader(io.StringIO((exp / results.CSV_FILE).read_text()))
+        r["variant"]: r for r in csv.DictReader(io.StringIO((exp / report.CSV_FILE).read_text()))
     }
     assert rows["lenet5_modern"]["status"] == "diverged" and rows["lenet5_modern"]["value"] == ""
     assert rows["lenet5"]["status"] == "completed" and math.isfinite(float(rows["lenet5"]["value"]))
@@ -555,8 +556,8 @@ def test_float16_overflow_stops_under_mixed_float16_and_float32_survives_it(tmp_
         _mnist(precision="float32", **relu), out_dir=tmp_path / "fp32", data_dir=data_dir, verbose=0,
         callbacks=[_GrowFirstKernel(1e5)],
     )  # fmt: skip
-    losses = [h["loss"] for h in control["history"]]
-    assert control["status"] == "completed" and all(math.isfinite(v) for v in losses)
+    losses = [h.loss for h in control.history]
+    assert control.status == "completed" and all(math.isfinite(v) for v in losses)
     assert max(losses) > 100 * losses[0]  # the grown kernel did blow the loss up
 
 
@@ -575,4 +576,4 @@ def test_the_same_seed_on_cpu_gives_identical_records_apart_from_times(tmp_path,
     )
     first = training.train(config, out_dir=tmp_path / "a", data_dir=data_dir, verbose=0)
     second = training.train(config, out_dir=tmp_path / "b", data_dir=data_dir, verbose=0)
-    assert _without_times(first) == _without_times(second)
+    assert _without_times(first.to_json()) == _without_times(second.to_json())

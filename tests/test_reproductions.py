@@ -19,12 +19,14 @@ from pathlib import Path
 import pytest
 
 import keras_cnns
-from keras_cnns import cli, experiments, reproduce, results
+from keras_cnns import cli
 from keras_cnns.errors import DivergedError
-from keras_cnns.experiments import PRESETS, REQUIRED_PRESETS, get_experiment, list_experiments
-from keras_cnns.records import append_record, read_records
+from keras_cnns.lab import experiments, report, runner
+from keras_cnns.lab.experiments import PRESETS, REQUIRED_PRESETS, get_experiment, list_experiments
+from keras_cnns.lab.runner import plan_runs, plan_sweep
 from keras_cnns.registry import get_entry
-from keras_cnns.reproduce import plan_runs, plan_sweep
+from keras_cnns.storage import append_record, read_records
+from keras_cnns.training.record import RunRecord
 
 NAMES = list_experiments()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -136,20 +138,25 @@ def test_relu_vs_tanh_paper_grid_holds_every_rate_the_cpu_sweep_tries():
 
 @pytest.mark.smoke
 @pytest.mark.parametrize("name", NAMES)
-def test_module_header_states_claim_runtimes_and_command(name):
+def test_module_header_states_claim_and_command_and_each_preset_its_runtime(name):
     module = importlib.import_module(experiments.EXPERIMENTS[name])
     doc = module.__doc__
-    for needed in ("Claim:", "Measured:", "Runtimes:", "paper:", "quick:", "smoke:", f"keras-cnns reproduce {name}"):
+    for needed in ("Claim:", "Measured:", f"keras-cnns reproduce {name}"):
         assert needed in doc, needed
     source = inspect.getsource(module)
     assert "Deviation from paper" in source
+    # One home for a runtime: the preset's field (the report shows it), never a copy in the
+    # docstring that can fall behind it.
+    assert all(p.runtime.strip() for p in module.EXPERIMENT.presets.values())
+    assert "measured 20" not in doc
 
 
 @pytest.mark.smoke
 def test_importing_reproductions_and_reports_does_not_import_keras():
     code = (
-        "import sys, keras_cnns.cli, keras_cnns.reproduce, keras_cnns.results\n"
-        f"for n in {NAMES!r}: keras_cnns.experiments.get_experiment(n)\n"
+        "import sys, keras_cnns.cli, keras_cnns.lab.runner, keras_cnns.lab.report, keras_cnns.lab.tuning\n"
+        "import keras_cnns.training.config, keras_cnns.training.record, keras_cnns.data\n"
+        f"for n in {NAMES!r}: keras_cnns.lab.experiments.get_experiment(n)\n"
         "keras_cnns.cli.build_parser()\n"
         "assert 'keras' not in sys.modules, 'keras imported'\n"
     )
@@ -175,11 +182,11 @@ def test_seed_and_unknown_overrides_are_refused_before_training():
     from keras_cnns.errors import UserError
 
     with pytest.raises(UserError, match="--seeds"):
-        reproduce.run_experiment("lenet5-mnist", overrides=["seed=3"], out_dir="/nonexistent")
+        runner.run_experiment("lenet5-mnist", overrides=["seed=3"], out_dir="/nonexistent")
     with pytest.raises(UserError, match="unknown config key 'epoch'"):
-        reproduce.run_experiment("lenet5-mnist", overrides=["epoch=3"], out_dir="/nonexistent")
+        runner.run_experiment("lenet5-mnist", overrides=["epoch=3"], out_dir="/nonexistent")
     with pytest.raises(UserError, match="variants are: lenet5, lenet5_modern, lenet5_distort"):
-        reproduce.run_experiment("lenet5-mnist", variants="lenet6", out_dir="/nonexistent")
+        runner.run_experiment("lenet5-mnist", variants="lenet6", out_dir="/nonexistent")
 
 
 # --- the runner, with a stand-in for the engine ------------------------------------------------
@@ -201,12 +208,13 @@ def _fake_engine(monkeypatch, calls):
             "status": "completed",
             "tags": dict(tags),
             "config": config.to_dict(),
+            "model": config.model,
             "history": [
                 {"epoch": e + 1, "accuracy": 1 - x / 100, "val_accuracy": 1 - x / 100, "time": 1.0}
                 for e, x in enumerate(errors)
             ],
             "test": {"error": errors[-1], "accuracy": 1 - errors[-1] / 100, "loss": 1.0},
-            "dataset": {"source": "fake", "n_train": config.train_subset, "n_val": 0, "n_test": 0},
+            "dataset": {"name": config.dataset, "source": "fake", "n_train": config.train_subset, "n_val": 0, "n_test": 0},
             "wall_time": float(config.epochs),
             "device": "cpu",
             "backend": "fake",
@@ -218,7 +226,7 @@ def _fake_engine(monkeypatch, calls):
             append_record(Path(out_dir) / "records.jsonl", record)
             raise DivergedError("fake divergence")
         append_record(Path(out_dir) / "records.jsonl", record)
-        return record
+        return RunRecord.from_json(record)
 
     fake = types.ModuleType("keras_cnns.training")
     fake.train = train
@@ -230,7 +238,7 @@ def _fake_engine(monkeypatch, calls):
 def test_runner_sweeps_resumes_and_reuses(monkeypatch, tmp_path):
     calls = []
     _fake_engine(monkeypatch, calls)
-    records = reproduce.run_experiment("relu-vs-tanh", preset="smoke", seeds=2, out_dir=tmp_path, verbose=0)
+    records = runner.run_experiment("relu-vs-tanh", preset="smoke", seeds=2, out_dir=tmp_path, verbose=0)
 
     sweeps = sorted((a, lr) for a, lr, _, phase in calls if phase == "sweep")
     assert sweeps == [("relu", 0.01), ("relu", 0.04), ("tanh", 0.01), ("tanh", 0.04)]
@@ -238,7 +246,7 @@ def test_runner_sweeps_resumes_and_reuses(monkeypatch, tmp_path):
     # each activation at its own sweep winner.
     mains = sorted((a, lr, s) for a, lr, s, phase in calls if phase == "main")
     assert mains == [("relu", 0.04, 1), ("tanh", 0.01, 1)]
-    assert [(r["tags"]["variant"], r["tags"]["seed"], bool(r.get("reused_from"))) for r in records] == [
+    assert [(r.tags["variant"], r.tags["seed"], r.reused_from is not None) for r in records] == [
         ("relu", 0, True), ("relu", 1, False), ("tanh", 0, True), ("tanh", 1, False),
     ]  # fmt: skip
 
@@ -250,7 +258,7 @@ def test_runner_sweeps_resumes_and_reuses(monkeypatch, tmp_path):
     # Re-running the same command trains nothing and appends nothing.
     before = len(read_records(tmp_path / "relu-vs-tanh" / "records.jsonl"))
     calls.clear()
-    reproduce.run_experiment("relu-vs-tanh", preset="smoke", seeds=2, out_dir=tmp_path, verbose=0)
+    runner.run_experiment("relu-vs-tanh", preset="smoke", seeds=2, out_dir=tmp_path, verbose=0)
     # Only the diverged sweep run is retried (a diverged run is not finished).
     assert calls == [("tanh", 0.04, 0, "sweep")]
     after = read_records(tmp_path / "relu-vs-tanh" / "records.jsonl")
@@ -260,12 +268,12 @@ def test_runner_sweeps_resumes_and_reuses(monkeypatch, tmp_path):
 # --- smoke presets end to end on real data ------------------------------------------------------
 
 
-def _check_smoke_outputs(name: str, out: Path, records: list[dict]) -> None:
+def _check_smoke_outputs(name: str, out: Path, records: list[RunRecord]) -> None:
     experiment = get_experiment(name)
     preset = experiment.presets["smoke"]
     assert len(records) == len(preset.configs) * len(preset.datasets)
-    assert all(r["status"] == "completed" for r in records), [r["status"] for r in records]
-    assert {r["tags"]["preset"] for r in records} == {"smoke"}
+    assert all(r.completed for r in records), [r.status for r in records]
+    assert {r.tags["preset"] for r in records} == {"smoke"}
     exp_dir = out / name
     text = (exp_dir / "README.md").read_text()
     assert "## Preset `smoke`" in text
@@ -284,19 +292,19 @@ def _check_smoke_outputs(name: str, out: Path, records: list[dict]) -> None:
 # tests/test_imagenet.py (no ImageNet here).
 @pytest.mark.parametrize("name", [n for n in NAMES if n not in ("lenet5-mnist", "resnet50-imagenet")])
 def test_smoke_preset_runs_end_to_end(name, tmp_path, data_dir):
-    records = reproduce.run_experiment(name, preset="smoke", out_dir=tmp_path, data_dir=data_dir, verbose=0)
+    records = runner.run_experiment(name, preset="smoke", out_dir=tmp_path, data_dir=data_dir, verbose=0)
     _check_smoke_outputs(name, tmp_path, records)
 
 
 @pytest.mark.smoke
 def test_lenet5_smoke_runs_end_to_end(tmp_path, data_dir):
-    records = reproduce.run_experiment("lenet5-mnist", preset="smoke", out_dir=tmp_path, data_dir=data_dir, verbose=0)
+    records = runner.run_experiment("lenet5-mnist", preset="smoke", out_dir=tmp_path, data_dir=data_dir, verbose=0)
     _check_smoke_outputs("lenet5-mnist", tmp_path, records)
-    assert {r["dataset"]["source"].split(":")[0] for r in records} == {"archive"}
+    assert {r.dataset.source.split(":")[0] for r in records} == {"archive"}
     # A second run finds everything done: same records, nothing appended.
     count = len(read_records(tmp_path / "lenet5-mnist" / "records.jsonl"))
-    again = reproduce.run_experiment("lenet5-mnist", preset="smoke", out_dir=tmp_path, data_dir=data_dir, verbose=0)
-    assert [r["run_id"] for r in again] == [r["run_id"] for r in records]
+    again = runner.run_experiment("lenet5-mnist", preset="smoke", out_dir=tmp_path, data_dir=data_dir, verbose=0)
+    assert [r.run_id for r in again] == [r.run_id for r in records]
     assert len(read_records(tmp_path / "lenet5-mnist" / "records.jsonl")) == count
 
 
@@ -314,5 +322,5 @@ def test_lenet5_smoke_works_offline_without_data(tmp_path, monkeypatch):
     (record,) = read_records(tmp_path / "lenet5-mnist" / "records.jsonl")
     assert record["status"] == "completed"
     assert record["dataset"]["source"] in ("sample", "tfds")
-    summary = json.loads(json.dumps(results.headline("lenet5-mnist", tmp_path, preset="smoke")))
+    summary = json.loads(json.dumps(report.headline("lenet5-mnist", tmp_path, preset="smoke")))
     assert "too little training" in summary

@@ -6,6 +6,7 @@ two CPU cores. ``smoke`` tests also run on JAX and PyTorch in CI.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -18,11 +19,12 @@ import keras
 import numpy as np
 import pytest
 
-from keras_cnns import records, training
+from keras_cnns import storage, training
 from keras_cnns.cli import main
 from keras_cnns.errors import DivergedError, UserError
-from keras_cnns.experiment import PRECISIONS, TrainConfig
 from keras_cnns.training import learning_rate_at
+from keras_cnns.training.config import PRECISIONS, TrainConfig
+from keras_cnns.training.record import SCHEMA_VERSION, RunRecord
 
 # --- schedules ---------------------------------------------------------------------------------
 
@@ -300,7 +302,7 @@ def test_cpu_slowdowns_are_announced_once_with_their_measured_factor(monkeypatch
     from keras_cnns.training import environment
 
     monkeypatch.setattr(environment, "_announced", set())
-    monkeypatch.setattr(environment, "_device_name", lambda: "cpu")
+    monkeypatch.setattr(environment, "device_name", lambda: "cpu")
     monkeypatch.setattr(environment, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     for backend in ("tensorflow", "jax", "torch"):
         monkeypatch.setattr(environment.keras.backend, "backend", lambda b=backend: b)
@@ -320,7 +322,7 @@ def test_cpu_slowdowns_are_announced_once_with_their_measured_factor(monkeypatch
     monkeypatch.setattr(environment, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     assert environment.cpu_slowdowns("mixed_bfloat16") == []
     assert len(environment.cpu_slowdowns("mixed_float16")) == 1
-    monkeypatch.setattr(environment, "_device_name", lambda: "NVIDIA H100")
+    monkeypatch.setattr(environment, "device_name", lambda: "NVIDIA H100")
     assert environment.cpu_slowdowns("mixed_bfloat16") == []  # an accelerator: nothing to say
 
 
@@ -379,36 +381,36 @@ def test_record_fields(tmp_path, data_dir):
     finally:
         keras.config.set_dtype_policy("float32")
 
-    on_disk = records.read_records(tmp_path / "records.jsonl")
-    assert on_disk == [record]
-    assert set(training.RECORD_KEYS) <= set(record)
-    assert record["run_id"] == config.run_id() and record["status"] == "completed"
-    assert record["tags"] == {"experiment": "t", "variant": "a"}
-    assert TrainConfig.from_dict(record["config"]) == config
-    assert record["model"] == "lenet5_modern"
-    assert record["params"] == record["trainable_params"] == 61_706  # papers.md
-    dataset = record["dataset"]
-    assert dataset["name"] == "mnist" and dataset["source"].startswith("archive:")
-    assert (dataset["n_train"], dataset["n_val"], dataset["n_test"]) == (256, 64, 64)
-    history = record["history"]
-    assert [h["epoch"] for h in history] == [1, 2]
-    for h in history:
-        assert set(h) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"}
-        assert all(math.isfinite(h[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy"))
-        assert h["lr"] == pytest.approx(1e-3) and h["time"] > 0
-    val = [h["val_accuracy"] for h in history]
-    assert record["selected_epoch"] == 1 + val.index(max(val))  # best_val, earliest on a tie
-    test = record["test"]
-    assert 0.0 <= test["accuracy"] <= 1.0 and math.isfinite(test["loss"])
-    assert test["error"] == pytest.approx(100.0 * (1.0 - test["accuracy"]))
-    assert record["wall_time"] >= sum(h["time"] for h in history)
-    assert record["started"] <= record["finished"] and record["started"].endswith("+00:00")
-    assert record["backend"] == keras.backend.backend()
-    assert {"keras", "python", "numpy", keras.backend.backend()} <= set(record["versions"])
-    assert record["device"] == "cpu" or record["device"]  # the GPU's name on a GPU machine
-    assert record["git"] is None or len(record["git"]) == 40
-    assert (record["seed"], record["precision"]) == (0, "float32")
-    assert record["preprocessing"]["name"] == "lenet"
+    (on_disk,) = storage.read_records(tmp_path / "records.jsonl")
+    assert on_disk == record.to_json() and RunRecord.from_json(on_disk) == record  # the line, typed
+    assert on_disk["schema"] == SCHEMA_VERSION and on_disk["model_revision"] == 1
+    assert record.run_id == config.run_id() and record.status == "completed"
+    assert record.tags == {"experiment": "t", "variant": "a"}
+    assert TrainConfig.from_dict(record.config) == config
+    assert record.model == "lenet5_modern"
+    assert record.params == record.trainable_params == 61_706  # LeCun et al. 1998's modern variant
+    dataset = record.dataset
+    assert dataset.name == "mnist" and dataset.source.startswith("archive:")
+    assert (dataset.n_train, dataset.n_val, dataset.n_test) == (256, 64, 64)
+    history = record.history
+    assert [h.epoch for h in history] == [1, 2]
+    for h, line in zip(history, on_disk["history"], strict=True):
+        assert set(line) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"}
+        assert all(math.isfinite(v) for v in (h.loss, h.accuracy, h.val_loss, h.val_accuracy))
+        assert h.lr == pytest.approx(1e-3) and h.time > 0
+    val = [h.val_accuracy for h in history]
+    assert record.selected_epoch == 1 + val.index(max(val))  # best_val, earliest on a tie
+    test = record.test
+    assert 0.0 <= test.accuracy <= 1.0 and math.isfinite(test.loss)
+    assert test.error == pytest.approx(100.0 * (1.0 - test.accuracy))
+    assert record.wall_time >= sum(h.time for h in history)
+    assert record.started <= record.finished and record.started.endswith("+00:00")
+    assert record.backend == keras.backend.backend()
+    assert {"keras", "python", "numpy", keras.backend.backend()} <= set(record.versions)
+    assert record.device == "cpu" or record.device  # the GPU's name on a GPU machine
+    assert record.git is None or len(record.git) == 40
+    assert (record.seed, record.precision) == (0, "float32")
+    assert record.preprocessing["name"] == "lenet"
 
     run_dir = tmp_path / "checkpoints" / config.run_id()
     assert json.loads((run_dir / "state.json").read_text())["status"] == "completed"
@@ -418,11 +420,11 @@ def test_record_fields(tmp_path, data_dir):
     # The same command again: nothing is trained, nothing appended twice.
     again = training.train(config, out_dir=tmp_path, data_dir=data_dir, tags={"experiment": "t", "variant": "a"}, verbose=0)
     assert again == record
-    assert len(records.read_records(tmp_path / "records.jsonl")) == 1
+    assert len(storage.read_records(tmp_path / "records.jsonl")) == 1
     # Another experiment with the same config: its own line, without training again.
     other = training.train(config, out_dir=tmp_path, data_dir=data_dir, tags={"experiment": "u"}, verbose=0)
-    assert other == {**record, "tags": {"experiment": "u"}}
-    assert [r["tags"] for r in records.read_records(tmp_path / "records.jsonl")] == [record["tags"], {"experiment": "u"}]
+    assert other == dataclasses.replace(record, tags={"experiment": "u"})
+    assert [r["tags"] for r in storage.read_records(tmp_path / "records.jsonl")] == [record.tags, {"experiment": "u"}]
 
 
 def test_plateau_lowers_the_rate_and_early_stopping_stops(tmp_path, data_dir):
@@ -434,10 +436,10 @@ def test_plateau_lowers_the_rate_and_early_stopping_stops(tmp_path, data_dir):
         early_stopping_patience=2, epochs=5,
     )  # fmt: skip
     record = training.train(config, out_dir=tmp_path, data_dir=data_dir, verbose=0)
-    history = record["history"]
-    assert len({h["val_loss"] for h in history}) == 1
-    assert [h["lr"] for h in history] == pytest.approx([1e-30, 1e-30, 1e-31], rel=1e-6)
-    assert record["stopped_early"] is True and record["selected_epoch"] == 3
+    history = record.history
+    assert len({h.val_loss for h in history}) == 1
+    assert [h.lr for h in history] == pytest.approx([1e-30, 1e-30, 1e-31], rel=1e-6)
+    assert record.stopped_early is True and record.selected_epoch == 3
 
 
 def test_early_stopping_on_the_validation_error_continues_its_wait_after_a_resume(tmp_path, data_dir):
@@ -456,9 +458,9 @@ def test_early_stopping_on_the_validation_error_continues_its_wait_after_a_resum
     # Both rules hold the best validation ERROR (not the loss).
     assert state["stop_best"] == state["plateau_best"] == pytest.approx(1.0 - first["val_accuracy"])
     record = training.train(config, out_dir=tmp_path, data_dir=data_dir, verbose=0)
-    assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
-    assert [h["lr"] for h in record["history"]] == pytest.approx([1e-30, 1e-30, 1e-31], rel=1e-6)
-    assert record["stopped_early"] is True and record["config"]["monitor"] == "val_error"
+    assert [h.epoch for h in record.history] == [1, 2, 3]
+    assert [h.lr for h in record.history] == pytest.approx([1e-30, 1e-30, 1e-31], rel=1e-6)
+    assert record.stopped_early is True and record.config["monitor"] == "val_error"
 
 
 def test_stop_at_train_error_ends_the_run_after_the_first_epoch_at_the_target(tmp_path, data_dir):
@@ -466,10 +468,10 @@ def test_stop_at_train_error_ends_the_run_after_the_first_epoch_at_the_target(tm
     # resuming it trains nothing more.
     config = _mnist(epochs=3, stop_at_train_error=99.9)
     record = training.train(config, out_dir=tmp_path, data_dir=data_dir, verbose=0)
-    assert len(record["history"]) == 1 and record["stopped_early"] is True
+    assert len(record.history) == 1 and record.stopped_early is True
     # A target no run reaches in 2 epochs: all of them run.
     record = training.train(_mnist(stop_at_train_error=1e-9), out_dir=tmp_path, data_dir=data_dir, verbose=0)
-    assert len(record["history"]) == 2 and record["stopped_early"] is False
+    assert len(record.history) == 2 and record.stopped_early is False
     assert _mnist().run_id() != _mnist(stop_at_train_error=25.0).run_id()
 
 
@@ -538,11 +540,11 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, dat
     assert a.keys() == b.keys() and any("optimizer" in k for k in a)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    strip = [{k: v for k, v in h.items() if k != "time"} for h in whole["history"]]
-    assert [{k: v for k, v in h.items() if k != "time"} for h in resumed["history"]] == strip
-    assert resumed["test"] == whole["test"]
+    strip = [dataclasses.replace(h, time=None) for h in whole.history]
+    assert [dataclasses.replace(h, time=None) for h in resumed.history] == strip
+    assert resumed.test == whole.test
     # Boundary 2: the rate drops once two epochs are done, so for the third.
-    assert [h["lr"] for h in whole["history"]] == pytest.approx([0.05, 0.05, 0.005])
+    assert [h.lr for h in whole.history] == pytest.approx([0.05, 0.05, 0.005])
 
 
 class _PoisonWeights(keras.callbacks.Callback):
@@ -563,7 +565,7 @@ def test_a_non_finite_loss_stops_keeps_the_last_good_checkpoint_and_records(tmp_
     with pytest.raises(DivergedError, match="non-finite loss in epoch 2, batch 1") as info:
         training.train(config, out_dir=tmp_path, data_dir=data_dir, verbose=0, callbacks=[_PoisonWeights(1)])
     assert info.value.exit_code == 4
-    (record,) = records.read_records(tmp_path / "records.jsonl")
+    (record,) = storage.read_records(tmp_path / "records.jsonl")
     assert record["status"] == "diverged" and record["test"] is None
     assert [h["epoch"] for h in record["history"]] == [1, 2]
     assert math.isfinite(record["history"][0]["loss"]) and record["history"][1]["loss"] is None
@@ -585,7 +587,7 @@ def test_cli_exits_4_when_the_learning_rate_diverges(tmp_path, data_dir, capsys)
     assert rc == 4
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("keras-cnns: diverged:")
-    assert records.read_records(tmp_path / "records.jsonl")[0]["status"] == "diverged"
+    assert storage.read_records(tmp_path / "records.jsonl")[0]["status"] == "diverged"
 
 
 # --- the command -----------------------------------------------------------------------------------
@@ -641,9 +643,9 @@ def test_cli_trains_resnet20_on_a_cifar10_subset(tmp_path, data_dir, capsys):
          "--data-dir", str(data_dir), "--out", str(tmp_path), "--quiet"]
     )  # fmt: skip
     assert rc == 0
-    (record,) = records.read_records(tmp_path / "records.jsonl")
+    (record,) = storage.read_records(tmp_path / "records.jsonl")
     assert record["status"] == "completed" and record["backend"] == keras.backend.backend()
-    assert record["trainable_params"] == 269_722  # He et al. 2016, option A (papers.md)
+    assert record["trainable_params"] == 269_722  # He et al. 2016, Table 6, option A
     assert record["dataset"]["n_train"] == 512 and record["dataset"]["n_test"] == 256
     assert record["history"][0]["lr"] == 0.1 and math.isfinite(record["test"]["loss"])
     out = capsys.readouterr().out

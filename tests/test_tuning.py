@@ -8,6 +8,7 @@ and ``test_interrupted_search_resumes`` run the real engine on a few hundred MNI
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -17,8 +18,9 @@ import sys
 import pandas as pd
 import pytest
 
-from keras_cnns import tuning
 from keras_cnns.errors import DataError, DivergedError, UserError
+from keras_cnns.lab import experiments, tuning, tuning_report
+from keras_cnns.training.record import RunRecord
 
 EXPERIMENT = "lenet5-mnist"
 
@@ -35,7 +37,7 @@ def _tiny(config):
 
 
 def _smoke_configs(name=EXPERIMENT):
-    from keras_cnns import experiments
+    from keras_cnns.lab import experiments
 
     return experiments.preset_configs(name, "smoke")
 
@@ -64,7 +66,10 @@ class FakeEngine:
             {"epoch": e, "val_accuracy": self.score(config, e), "accuracy": 0.5, "loss": 1.0, "val_loss": 1.0}
             for e in range(1, config.epochs + 1)
         ]
-        return {"run_id": config.run_id(), "status": "completed", "history": history, "wall_time": 0.01}
+        return RunRecord.from_json({
+            "run_id": config.run_id(), "status": "completed", "tags": tags, "config": config.to_dict(),
+            "model": config.model, "dataset": {"name": config.dataset}, "history": history, "wall_time": 0.01,
+        })  # fmt: skip
 
     @staticmethod
     def score(config, epoch=None):
@@ -77,16 +82,35 @@ class FakeEngine:
         return [c[0] for c in self.calls]
 
 
-@pytest.fixture
-def fake_experiment(monkeypatch):
-    """Two variants of a small LeNet config; the search space: learning rate only."""
-    from keras_cnns.experiment import TrainConfig
+class ToyExperiment:
+    """An experiment "toy" beside the real ones: two variants of a small LeNet config and a
+    search space of the learning rate alone (``set_space`` changes it, as an edit would)."""
 
-    base = TrainConfig(model="lenet5_modern", dataset="mnist", epochs=3, optimizer="sgd", learning_rate=0.1)
-    configs = {"sgd": base, "adam": base.replace(optimizer="adam", learning_rate=1e-3)}
-    monkeypatch.setattr(tuning, "_experiment_configs", lambda name, preset: dict(configs))
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "toy", (tuning.HyperParam("learning_rate", "float", 1e-4, 1.0, log=True),))
-    return configs
+    def __init__(self, monkeypatch):
+        from keras_cnns.training.config import TrainConfig
+
+        base = TrainConfig(model="lenet5_modern", dataset="mnist", epochs=3, optimizer="sgd", learning_rate=0.1)
+        self.configs = {"sgd": base, "adam": base.replace(optimizer="adam", learning_rate=1e-3)}
+        preset = experiments.Preset(configs=self.configs, datasets=("mnist",), purpose="toy", runtime="none")
+        self.experiment = experiments.Experiment(
+            name="toy", title="toy", paper="none", claim="none", metric="test_error", paper_numbers={},
+            presets={"paper": preset, "quick": preset, "smoke": preset},
+            search_space=(experiments.HyperParam("learning_rate", "float", 1e-4, 1.0, log=True),),
+        )  # fmt: skip
+        real = experiments.get_experiment
+        monkeypatch.setattr(experiments, "get_experiment", lambda name: self.experiment if name == "toy" else real(name))
+
+    @property
+    def space(self):
+        return self.experiment.search_space
+
+    def set_space(self, space) -> None:
+        self.experiment = dataclasses.replace(self.experiment, search_space=tuple(space))
+
+
+@pytest.fixture
+def fake_experiment(monkeypatch) -> ToyExperiment:
+    return ToyExperiment(monkeypatch)
 
 
 def _fake_engine(monkeypatch, **kwargs) -> FakeEngine:
@@ -102,10 +126,8 @@ def _fake_engine(monkeypatch, **kwargs) -> FakeEngine:
 
 @pytest.mark.smoke
 def test_every_reproduction_has_a_valid_search_space():
-    from keras_cnns import experiments
-
-    assert set(tuning.SEARCH_SPACES) == set(experiments.EXPERIMENTS)
-    for name, space in tuning.SEARCH_SPACES.items():
+    for name in experiments.EXPERIMENTS:
+        space = tuning.search_space(name)
         assert space, name
         assert len({p.name for p in space}) == len(space), name
         for preset in ("smoke", "paper"):
@@ -116,38 +138,38 @@ def test_every_reproduction_has_a_valid_search_space():
 @pytest.mark.smoke
 def test_hyperparam_validates_its_range():
     with pytest.raises(ValueError):
-        tuning.HyperParam("learning_rate", "float", 0.1, 0.01)
+        experiments.HyperParam("learning_rate", "float", 0.1, 0.01)
     with pytest.raises(ValueError):
-        tuning.HyperParam("learning_rate", "float", 0.0, 0.1, log=True)
+        experiments.HyperParam("learning_rate", "float", 0.0, 0.1, log=True)
     with pytest.raises(ValueError):
-        tuning.HyperParam("optimizer", "choice")
+        experiments.HyperParam("optimizer", "choice")
     with pytest.raises(ValueError):
-        tuning.HyperParam("x", "complex", 0, 1)
+        experiments.HyperParam("x", "complex", 0, 1)
 
 
 @pytest.mark.smoke
 def test_space_hash_changes_with_any_range():
-    space = tuning.SEARCH_SPACES[EXPERIMENT]
-    assert tuning.space_hash(space) == tuning.space_hash(tuple(space))
-    changed = (tuning.HyperParam("learning_rate", "float", 1e-4, 0.2, log=True), *space[1:])
-    assert tuning.space_hash(changed) != tuning.space_hash(space)
+    space = tuning.search_space(EXPERIMENT)
+    assert tuning_report.space_hash(space) == tuning_report.space_hash(tuple(space))
+    changed = (experiments.HyperParam("learning_rate", "float", 1e-4, 0.2, log=True), *space[1:])
+    assert tuning_report.space_hash(changed) != tuning_report.space_hash(space)
 
 
 @pytest.mark.smoke
 def test_trial_values_and_overrides_give_the_same_config():
-    from keras_cnns.experiment import TrainConfig
+    from keras_cnns.training.config import TrainConfig
 
     base = TrainConfig(model="lenet5_modern", dataset="mnist", epochs=4, learning_rate=0.1)
     values = {"learning_rate": 0.0123, "optimizer": "adam", "momentum": 0.85, "tuner/epochs": 2}
     tuned = tuning.apply_values(base, values)
     assert (tuned.learning_rate, tuned.optimizer, tuned.momentum, tuned.epochs) == (0.0123, "adam", 0.85, 2)
     # What reproduce --from-tuning applies is exactly what the trial trained with (bar epochs).
-    assert base.with_overrides(tuning.values_to_overrides(values)) == tuned.replace(epochs=4)
+    assert base.with_overrides(tuning_report.values_to_overrides(values)) == tuned.replace(epochs=4)
 
 
 @pytest.mark.smoke
 def test_trials_are_scored_on_a_validation_split():
-    from keras_cnns.experiment import TrainConfig
+    from keras_cnns.training.config import TrainConfig
 
     whole = TrainConfig(model="lenet5", dataset="mnist", val_size=0)
     assert tuning.with_validation(whole).val_size == tuning.TUNING_VAL_SIZE
@@ -157,7 +179,7 @@ def test_trials_are_scored_on_a_validation_split():
 
 @pytest.mark.smoke
 def test_with_epochs_scales_the_schedule():
-    from keras_cnns.experiment import TrainConfig
+    from keras_cnns.training.config import TrainConfig
 
     base = TrainConfig(model="resnet20_cifar", epochs=90, schedule="step", lr_boundaries=(45, 68))
     short = tuning.with_epochs(base, 10)
@@ -192,8 +214,8 @@ def test_search_reports_and_best_values(tmp_path, monkeypatch, fake_experiment):
         entry = best["variants"][variant]
         assert entry["val_accuracy"] == pytest.approx(max(scored)[0])
         assert entry["hyperparameters"]["learning_rate"] == pytest.approx(max(scored)[1])
-        assert entry["space_hash"] == tuning.space_hash(tuning.SEARCH_SPACES["toy"])
-        assert tuning.best_overrides("toy", tmp_path, variant=variant) == entry["overrides"]
+        assert entry["space_hash"] == tuning_report.space_hash(fake_experiment.space)
+        assert tuning_report.best_overrides("toy", tmp_path, variant=variant) == entry["overrides"]
     assert "Preset `smoke`, tuner `random`" in md
     assert md.count("**best**") == 2
     # The search's plot, linked from the report.
@@ -203,8 +225,8 @@ def test_search_reports_and_best_values(tmp_path, monkeypatch, fake_experiment):
     # `keras-cnns report` regenerates them from keras-tuner's trial files alone.
     for generated in ("tuning.md", "tuning.csv", "tuning.png", "tuning_best.json"):
         (exp_dir / generated).unlink()
-    assert tuning.has_search("toy", tmp_path) and not tuning.has_search("other", tmp_path)
-    assert tuning.write_reports("toy", tmp_path) == best
+    assert tuning_report.has_search("toy", tmp_path) and not tuning_report.has_search("other", tmp_path)
+    assert tuning_report.write_reports("toy", tmp_path) == best
     assert (exp_dir / "tuning.md").read_text() == md
     assert (exp_dir / "tuning.csv").read_text().splitlines() == csv
 
@@ -219,9 +241,9 @@ def test_trials_never_see_the_test_set_and_are_numbered_as_keras_tuner_announces
     announced = [int(n) for n in re.findall(r"Running Trial #(\d+)", capsys.readouterr().out)]
     frame = pd.read_csv(tmp_path / "toy" / "tuning.csv")
     assert announced == [1, 2, 3] and sorted(frame["trial"]) == announced
-    best = tuning.load_best("toy", tmp_path)["variants"]["sgd"]
+    best = tuning_report.load_best("toy", tmp_path)["variants"]["sgd"]
     scores = {t: FakeEngine.score(c) for t, c, _ in engine.calls}  # keras-tuner's ids: 0, 1, 2
-    assert best["trial"] == tuning.trial_number(max(scores, key=scores.get))
+    assert best["trial"] == tuning_report.trial_number(max(scores, key=scores.get))
 
 
 @pytest.mark.smoke
@@ -277,9 +299,9 @@ def test_resume_after_interrupt_keeps_finished_trials(tmp_path, monkeypatch, fak
 def test_changed_space_is_refused_until_overwrite(tmp_path, monkeypatch, fake_experiment):
     engine = _fake_engine(monkeypatch)
     tuning.tune("toy", trials=2, variant="sgd", out_dir=tmp_path, verbose=0)
-    original = tuning.SEARCH_SPACES["toy"]
-    narrower = (tuning.HyperParam("learning_rate", "float", 1e-4, 0.5, log=True),)
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "toy", narrower)
+    original = fake_experiment.space
+    narrower = (experiments.HyperParam("learning_rate", "float", 1e-4, 0.5, log=True),)
+    fake_experiment.set_space(narrower)
     directory = tmp_path / "toy" / "tuning" / "sgd"
     with pytest.raises(UserError) as err:
         tuning.tune("toy", trials=3, variant="sgd", out_dir=tmp_path, verbose=0)
@@ -288,19 +310,19 @@ def test_changed_space_is_refused_until_overwrite(tmp_path, monkeypatch, fake_ex
         "re-run with --overwrite to start again"
     )
     assert len(engine.calls) == 2
-    assert tuning.load_best("toy", tmp_path)["variants"]["sgd"]["stale"] is True
+    assert tuning_report.load_best("toy", tmp_path)["variants"]["sgd"]["stale"] is True
 
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "toy", original)
+    fake_experiment.set_space(original)
     with pytest.raises(UserError, match="--tuner random"):
         tuning.tune("toy", tuner="hyperband", trials=3, variant="sgd", out_dir=tmp_path, verbose=0)
     assert len(engine.calls) == 2
 
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "toy", narrower)
+    fake_experiment.set_space(narrower)
     engine = _fake_engine(monkeypatch)
     tuning.tune("toy", trials=2, variant="sgd", out_dir=tmp_path, verbose=0, overwrite=True)
     assert engine.trial_ids == ["0", "1"]  # a fresh search
     assert all(c[1].learning_rate <= 0.5 for c in engine.calls)
-    best = tuning.load_best("toy", tmp_path)["variants"]["sgd"]
+    best = tuning_report.load_best("toy", tmp_path)["variants"]["sgd"]
     assert best["stale"] is False and best["trials"] == 2
 
 
@@ -310,7 +332,7 @@ def test_hyperband_sets_epochs(tmp_path, monkeypatch, fake_experiment):
     tuning.tune("toy", tuner="hyperband", trials=30, variant="sgd", out_dir=tmp_path, verbose=0)
     epochs = [c[1].epochs for c in engine.calls]
     assert set(epochs) <= {1, 2, 3} and min(epochs) == 1 and max(epochs) == 3
-    assert tuning.load_best("toy", tmp_path)["variants"]["sgd"]["epochs"] in (1, 2, 3)
+    assert tuning_report.load_best("toy", tmp_path)["variants"]["sgd"]["epochs"] in (1, 2, 3)
 
 
 @pytest.mark.smoke
@@ -335,13 +357,13 @@ def test_bad_arguments_are_user_errors(tmp_path, fake_experiment):
 
 @pytest.mark.smoke
 def test_feedback_without_a_search(tmp_path):
-    assert tuning.load_best(EXPERIMENT, tmp_path) is None
+    assert tuning_report.load_best(EXPERIMENT, tmp_path) is None
     with pytest.raises(UserError, match="keras-cnns tune lenet5-mnist"):
-        tuning.best_overrides(EXPERIMENT, tmp_path)
+        tuning_report.best_overrides(EXPERIMENT, tmp_path)
     (tmp_path / EXPERIMENT).mkdir()
-    (tmp_path / EXPERIMENT / tuning.BEST_JSON).write_text("{not json")
+    (tmp_path / EXPERIMENT / tuning_report.BEST_JSON).write_text("{not json")
     with pytest.raises(DataError):
-        tuning.load_best(EXPERIMENT, tmp_path)
+        tuning_report.load_best(EXPERIMENT, tmp_path)
 
 
 # --- CLI ----------------------------------------------------------------------------------------
@@ -379,7 +401,7 @@ def test_tiny_search_end_to_end(tmp_path, monkeypatch, data_dir, capsys):
     CLI and the real engine; interrupted inside trial 2, then resumed."""
     from keras_cnns import training
     from keras_cnns.cli import main
-    from keras_cnns.records import read_records
+    from keras_cnns.storage import read_records
 
     variant = "lenet5_modern"
     configs = {variant: _tiny(_smoke_configs()[variant])}
@@ -412,15 +434,15 @@ def test_tiny_search_end_to_end(tmp_path, monkeypatch, data_dir, capsys):
     assert all(r["tags"]["tuning"] is True and r["tags"]["preset"] == "smoke" for r in records)
     # The smoke preset has no validation split; the search held one out of the training set.
     assert all(r["dataset"]["n_val"] == 512 for r in records)
-    best = tuning.load_best(EXPERIMENT, tmp_path)["variants"][variant]
+    best = tuning_report.load_best(EXPERIMENT, tmp_path)["variants"][variant]
     # The score is the best validation accuracy in the best trial's record (not test accuracy).
     val_best = {r["tags"]["trial"]: max(h["val_accuracy"] for h in r["history"]) for r in records}
-    assert best["trial"] == tuning.trial_number(max(val_best, key=val_best.get))
+    assert best["trial"] == tuning_report.trial_number(max(val_best, key=val_best.get))
     assert all(r["test"] is None for r in records)  # the test set plays no part
     assert best["val_accuracy"] == pytest.approx(max(val_best.values()))
     csv = (exp_dir / "tuning.csv").read_text().splitlines()
     assert len(csv) == 3 and (exp_dir / "tuning.md").is_file()
     # What reproduce --from-tuning applies.
-    tuned = configs[variant].with_overrides(tuning.best_overrides(EXPERIMENT, tmp_path, variant=variant))
+    tuned = configs[variant].with_overrides(tuning_report.best_overrides(EXPERIMENT, tmp_path, variant=variant))
     assert tuned.learning_rate == pytest.approx(best["hyperparameters"]["learning_rate"])
     assert tuned.optimizer == best["hyperparameters"]["optimizer"]

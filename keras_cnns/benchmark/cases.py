@@ -4,7 +4,7 @@
 them into a ``Plan``: every ``Case`` (backend x model x precision x batch size x augmentation
 x engine mode x steps per execution) at the ``Sizes`` chosen (``GPU_SIZES`` or ``CPU_SIZES``).
 ``MODES`` names the engine paths timed apart. ``CSV_COLUMNS`` is the row every measurement
-fills (``_row``).
+fills (``case_row``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_cnns.errors import UserError
-from keras_cnns.records import DEFAULT_OUT_DIR
+from keras_cnns.storage import DEFAULT_OUT_DIR
 
 MODELS = ("resnet20_cifar", "resnet56_cifar", "resnet110_cifar", "dropout_cifar", "cifar_4layer")
 BACKENDS = ("jax", "tensorflow", "torch")
@@ -228,7 +228,7 @@ class Plan:
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
     """Check the options (one-line ``UserError`` for a bad one) and list the cases."""
-    gpu = _gpu_visible()
+    gpu = gpu_visible()
     sizes = GPU_SIZES if args.gpu_sizes or (gpu and not args.cpu_sizes) else CPU_SIZES
     models = _names("--models", args.models, sizes.models)
     from keras_cnns.registry import get_entry
@@ -333,12 +333,12 @@ def _installed(backend: str) -> bool:
     return importlib.util.find_spec(backend) is not None
 
 
-def _gpu_visible() -> bool:
+def gpu_visible() -> bool:
     """Does ``nvidia-smi`` list a GPU? (No import of any framework.)"""
-    return bool(_nvidia_smi(["-L"]).strip())
+    return bool(nvidia_smi(["-L"]).strip())
 
 
-def _nvidia_smi(arguments: list[str]) -> str:
+def nvidia_smi(arguments: list[str]) -> str:
     if shutil.which("nvidia-smi") is None:
         return ""
     try:
@@ -349,7 +349,7 @@ def _nvidia_smi(arguments: list[str]) -> str:
         return ""
     return result.stdout if result.returncode == 0 else ""
 
-def _row(case: Case, **fields: Any) -> dict:
+def case_row(case: Case, **fields: Any) -> dict:
     row = {c: "" for c in CSV_COLUMNS}
     row.update(
         backend=case.backend,
@@ -365,7 +365,7 @@ def _row(case: Case, **fields: Any) -> dict:
     return row
 
 
-def _row_key(row: dict) -> tuple:
+def row_key(row: dict) -> tuple:
     return (
         row["backend"], row["model"], row["precision"], int(row["batch_size"]),
         row["augment"] == "on", row["mode"], int(row["steps_per_execution"]),

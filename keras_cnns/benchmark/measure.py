@@ -3,7 +3,7 @@
 ``EngineStep`` compiles the step once (``training.compile_for_training``) and times each
 engine mode pass by pass with ``training.fit_epoch``; ``measure_keras`` trains its warm-up
 passes, then its timed ones: the median pass in images per second, the spread, the first pass
-(compilation), and the peak device memory where the backend reports it (``_Memory``).
+(compilation), and the peak device memory where the backend reports it (``PeakMemory``).
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from keras_cnns.benchmark.cases import (
     REFERENCE,
     Case,
     Sizes,
-    _row,
+    case_row,
 )
 
 
-def _throughput(case: Case, times: list[float], first: float, steps: int, **fields) -> dict:
+def throughput_row(case: Case, times: list[float], first: float, steps: int, **fields) -> dict:
     median = statistics.median(times)
     images = steps * case.batch_size
-    return _row(
+    return case_row(
         case,
         images_per_s=round(images / median, 1),
         step_ms=round(1000 * median / steps, 3),
@@ -69,8 +69,8 @@ class EngineStep:
         import numpy as np
 
         from keras_cnns import data, training
-        from keras_cnns.experiment import TrainConfig
         from keras_cnns.registry import build_model
+        from keras_cnns.training.config import TrainConfig
 
         self.cases, self.sizes, self.training = list(cases), sizes, training
         case = cases[0]
@@ -96,7 +96,7 @@ class EngineStep:
         if fresh_session:
             keras.backend.clear_session()
         keras.utils.set_random_seed(0)
-        self.memory = _Memory(self.backend, isolated)
+        self.memory = PeakMemory(self.backend, isolated)
         with training.dtype_policy(case.precision):
             self.model = build_model(case.model, input_shape=IMAGE_SHAPE, num_classes=NUM_CLASSES)
             augmenter = data.make_augmenter(config.augment, seed=0, image_shape=IMAGE_SHAPE)
@@ -142,7 +142,7 @@ class EngineStep:
     def rows(self) -> list[dict]:
         """One row per case: the timed passes after the warm-up (``n/a`` rows for device-data
         modes a backend does not have)."""
-        rows = {c: _row(c, status="n/a: data on the device is the JAX path") for c in self.cases}
+        rows = {c: case_row(c, status="n/a: data on the device is the JAX path") for c in self.cases}
         if not self.timed:
             return list(rows.values())
         peak, note = self.memory.peak()
@@ -151,7 +151,7 @@ class EngineStep:
         diverged = not all(math.isfinite(v) for v in self.losses)
         params = int(sum(math.prod(v.shape) for v in self.model.trainable_variables))
         for c in self.timed:
-            rows[c] = _throughput(
+            rows[c] = throughput_row(
                 c,
                 self.seconds[c][self.sizes.warmup :],
                 self.seconds[c][0],
@@ -161,7 +161,7 @@ class EngineStep:
                 peak_memory_mib=peak,
                 memory_note=note,
                 trainable_params=params,
-                device=_device(self.backend),
+                device=device_label(self.backend),
             )
             if diverged:
                 rows[c]["status"] = "diverged: the loss went non-finite, so training stopped early"
@@ -178,7 +178,7 @@ def _sync_detector(training):
     return SyncStopOnNonFinite
 
 
-class _Memory:
+class PeakMemory:
     """Peak device memory of one case, where the backend reports it."""
 
     def __init__(self, backend: str, isolated: bool):
@@ -223,7 +223,7 @@ class _Memory:
         return round(stats["peak_bytes_in_use"] / mib, 1), "jax peak_bytes_in_use"
 
 
-def _device(backend: str) -> str:
+def device_label(backend: str) -> str:
     if backend == "jax":
         import jax
 

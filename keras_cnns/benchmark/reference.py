@@ -24,7 +24,7 @@ from keras_cnns.benchmark.cases import (
     Sizes,
     reference_depth,
 )
-from keras_cnns.benchmark.measure import _device, _Memory, _throughput
+from keras_cnns.benchmark.measure import PeakMemory, device_label, throughput_row
 
 
 def reference_resnet(depth: int = 56, num_classes: int = NUM_CLASSES):
@@ -117,7 +117,7 @@ class Reference:
         self.case, self.sizes = case, sizes
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         torch.manual_seed(0)
-        self.memory = _Memory(REFERENCE, isolated)
+        self.memory = PeakMemory(REFERENCE, isolated)
         self.model = reference_resnet(reference_depth(case.model)).to(
             self.device, memory_format=torch.channels_last
         )
@@ -174,7 +174,7 @@ class Reference:
     def row(self, seconds: list[float]) -> dict:
         """The table row of the passes timed in ``seconds`` (the first ``sizes.warmup`` untimed)."""
         peak, note = self.memory.peak()
-        row = _throughput(
+        row = throughput_row(
             self.case,
             seconds[self.sizes.warmup :],
             seconds[0],
@@ -184,7 +184,7 @@ class Reference:
             peak_memory_mib=peak,
             memory_note=note,
             trainable_params=self.params,
-            device=_device(REFERENCE),
+            device=device_label(REFERENCE),
         )
         if not all(math.isfinite(v) for v in self.losses):
             row["status"] = "diverged: the loss went non-finite"

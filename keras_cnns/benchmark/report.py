@@ -3,7 +3,7 @@
 ``write_outputs`` writes both atomically; ``format_readme`` writes the tables (throughput,
 on-device augmentation cost, each engine mode over ``plain``, the GPU targets) and where the
 rows ran (``environment``: CPU, GPU, driver, library versions, read without importing any
-framework). ``_combine`` merges the rows of an earlier run (``--merge``) with this run's.
+framework). ``combine_rows`` merges the rows of an earlier run (``--merge``) with this run's.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from keras_cnns.benchmark.cases import (
     TARGET_IMG_S_128,
     TARGET_IMG_S_512_BF16,
     Plan,
-    _nvidia_smi,
-    _row_key,
+    nvidia_smi,
+    row_key,
 )
+from keras_cnns.lab import writer
 
 
 def _case_key(r: dict) -> tuple:
@@ -64,7 +65,7 @@ def _add_ratios(rows: list[dict]) -> None:
         r["vs_reference"] = round(float(r["images_per_s"]) / ref, 2) if ok else ""
 
 
-def _read_csv(path: Path) -> list[dict]:
+def read_csv(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     with open(path, newline="") as f:
@@ -77,7 +78,7 @@ def _read_csv(path: Path) -> list[dict]:
 
 def write_outputs(rows: list[dict], plan: Plan) -> None:
     """``benchmark.csv`` and ``README.md`` under ``plan.out``, each written atomically."""
-    from keras_cnns.records import atomic_write_text
+    from keras_cnns.storage import atomic_write_text
 
     buffer = io.StringIO()
     writer = csv.DictWriter(
@@ -120,7 +121,7 @@ def environment() -> dict[str, str]:
                 *os.getloadavg()
             )
         )
-    gpus = _nvidia_smi(
+    gpus = nvidia_smi(
         ["--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
     ).strip()
     env["gpu"] = (
@@ -153,53 +154,50 @@ def _fmt(value, digits: int = 0) -> str:
 
 def format_table(rows: Iterable[dict]) -> str:
     """The throughput table in Markdown."""
-    header = (
-        "| backend | model | precision | batch | augment | mode | steps/call | data | img/s | ms/step "
-        "| spread | timed steps | vs PyTorch | peak MiB | device | status |"
-    )
-    lines = [header, "|" + "---|" * 16]
+    head = [
+        "backend", "model", "precision", "batch", "augment", "mode", "steps/call", "data", "img/s",
+        "ms/step", "spread", "timed steps", "vs PyTorch", "peak MiB", "device", "status",
+    ]  # fmt: skip
+    body = []
     for r in sorted(rows, key=_sort_key):
         ok = r["status"] == "ok"
-        timed = f"{r['passes']} x {r['steps_per_pass']}" if ok else "-"
-        lines.append(
-            f"| {r['backend']} | {r['model']} | {r['precision']} | {r['batch_size']} | {r['augment']} "
-            f"| {r['mode']} | {r['steps_per_execution']} | {r['data'] or '-'} "
-            f"| {_fmt(r['images_per_s']) if ok else '-'} | {_fmt(r['step_ms'], 2) if ok else '-'} "
-            f"| {_fmt(r['spread_pct'], 1) + '%' if ok else '-'} | {timed} "
-            f"| {_fmt(r['vs_reference'], 2)} "
-            f"| {_fmt(r['peak_memory_mib'], 0)} | {r['device'] or '-'} | {r['status']} |"
-        )
-    return "\n".join(lines)
+        body.append([
+            r["backend"], r["model"], r["precision"], r["batch_size"], r["augment"], r["mode"],
+            r["steps_per_execution"], r["data"] or "-",
+            _fmt(r["images_per_s"]) if ok else "-", _fmt(r["step_ms"], 2) if ok else "-",
+            _fmt(r["spread_pct"], 1) + "%" if ok else "-",
+            f"{r['passes']} x {r['steps_per_pass']}" if ok else "-",
+            _fmt(r["vs_reference"], 2), _fmt(r["peak_memory_mib"], 0), r["device"] or "-", r["status"],
+        ])  # fmt: skip
+    return writer.table(head, body)
 
 
 def _augment_table(rows: list[dict]) -> str:
     """Augmentation's share of the step time: (t_on - t_off) / t_on, per matching pair."""
     index = {
-        (*_row_key(r)[:4], *_row_key(r)[5:], r["device"]): r
+        (*row_key(r)[:4], *row_key(r)[5:], r["device"]): r
         for r in rows
         if r["status"] == "ok" and r["augment"] == "off"
     }
-    lines = []
+    body = []
     for r in sorted(rows, key=_sort_key):
         if r["status"] != "ok" or r["augment"] != "on":
             continue
-        off = index.get((*_row_key(r)[:4], *_row_key(r)[5:], r["device"]))
+        off = index.get((*row_key(r)[:4], *row_key(r)[5:], r["device"]))
         if off is None:
             continue
         t_on, t_off = float(r["step_ms"]), float(off["step_ms"])
-        lines.append(
-            f"| {r['backend']} | {r['model']} | {r['precision']} | {r['batch_size']} | {r['mode']} "
-            f"| {r['steps_per_execution']} | {t_off:.2f} | {t_on:.2f} | {100 * (t_on - t_off) / t_on:.1f}% |"
-        )
-    if not lines:
+        body.append([
+            r["backend"], r["model"], r["precision"], r["batch_size"], r["mode"], r["steps_per_execution"],
+            f"{t_off:.2f}", f"{t_on:.2f}", f"{100 * (t_on - t_off) / t_on:.1f}%",
+        ])  # fmt: skip
+    if not body:
         return ""
-    return "\n".join(
-        [
-            "| backend | model | precision | batch | mode | steps/call | ms/step without | ms/step with | share of the step |",
-            "|" + "---|" * 9,
-            *lines,
-        ]
-    )
+    head = [
+        "backend", "model", "precision", "batch", "mode", "steps/call", "ms/step without", "ms/step with",
+        "share of the step",
+    ]  # fmt: skip
+    return writer.table(head, body)
 
 
 def _modes_table(rows: list[dict]) -> str:
@@ -209,24 +207,19 @@ def _modes_table(rows: list[dict]) -> str:
         for r in rows
         if r["status"] == "ok" and r["mode"] == "plain" and str(r["steps_per_execution"]) == "1"
     }
-    lines = []
+    body = []
     for r in sorted(rows, key=_sort_key):
         base = plain.get((r["backend"], *_case_key(r)))
         if r["status"] != "ok" or r["backend"] == REFERENCE or base is None:
             continue
-        lines.append(
-            f"| {r['backend']} | {r['model']} | {r['precision']} | {r['batch_size']} | {r['augment']} "
-            f"| {r['mode']} | {r['steps_per_execution']} | {_fmt(r['images_per_s'])} | {float(r['images_per_s']) / base:.2f} |"
-        )
-    if len(lines) <= len(plain):
+        body.append([
+            r["backend"], r["model"], r["precision"], r["batch_size"], r["augment"], r["mode"],
+            r["steps_per_execution"], _fmt(r["images_per_s"]), f"{float(r['images_per_s']) / base:.2f}",
+        ])  # fmt: skip
+    if len(body) <= len(plain):
         return ""  # only the plain rows themselves: nothing to compare
-    return "\n".join(
-        [
-            "| backend | model | precision | batch | augment | mode | steps/call | img/s | vs plain |",
-            "|" + "---|" * 9,
-            *lines,
-        ]
-    )
+    head = ["backend", "model", "precision", "batch", "augment", "mode", "steps/call", "img/s", "vs plain"]
+    return writer.table(head, body)
 
 
 def _targets(rows: list[dict]) -> list[tuple[str, str]]:
@@ -290,7 +283,7 @@ def _targets(rows: list[dict]) -> list[tuple[str, str]]:
             continue
         off = [
             o for o in gpu_rows
-            if o["augment"] == "off" and _row_key(o)[:4] == _row_key(r)[:4] and _row_key(o)[5:] == _row_key(r)[5:]
+            if o["augment"] == "off" and row_key(o)[:4] == row_key(r)[:4] and row_key(o)[5:] == row_key(r)[5:]
         ]  # fmt: skip
         if off:
             share = 1 - float(off[0]["step_ms"]) / float(r["step_ms"])
@@ -390,18 +383,13 @@ def format_readme(rows: list[dict], plan: Plan, env: dict[str, str]) -> str:
             modes,
             "",
         ]
-    parts += [
-        "## GPU targets (H100, JAX backend, ResNet-56)",
-        "",
-        "| target | this run |",
-        "|---|---|",
-    ]
-    parts += [f"| {t} | {v} |" for t, v in _targets(rows)]
+    parts += ["## GPU targets (H100, JAX backend, ResNet-56)", ""]
+    parts += writer.table_lines(["target", "this run"], _targets(rows))
     parts += ["", f"The CSV beside this file (`{CSV_FILE}`) holds every column of every row.", ""]
     return "\n".join(parts)
 
-def _combine(kept: list[dict], measured: list[dict]) -> list[dict]:
-    new = {_row_key(r) for r in measured}
-    rows = [r for r in kept if _row_key(r) not in new] + measured
+def combine_rows(kept: list[dict], measured: list[dict]) -> list[dict]:
+    new = {row_key(r) for r in measured}
+    rows = [r for r in kept if row_key(r) not in new] + measured
     _add_ratios(rows)
     return rows

@@ -28,13 +28,13 @@ from keras_cnns.benchmark.cases import (
     Case,
     Plan,
     Sizes,
-    _gpu_visible,
-    _row,
-    _row_key,
+    case_row,
+    gpu_visible,
+    row_key,
 )
 from keras_cnns.benchmark.measure import measure_keras
 from keras_cnns.benchmark.reference import Reference, measure_reference
-from keras_cnns.benchmark.report import _combine, _read_csv, format_table, write_outputs
+from keras_cnns.benchmark.report import combine_rows, format_table, read_csv, write_outputs
 
 
 def run(plan: Plan, *, echo=print) -> list[dict]:
@@ -47,9 +47,9 @@ def run(plan: Plan, *, echo=print) -> list[dict]:
         The rows written (this run's, plus the kept rows of an earlier run with ``merge``).
     """
     plan.out.mkdir(parents=True, exist_ok=True)
-    kept = _read_csv(plan.out / CSV_FILE) if plan.merge or plan.report_only else []
+    kept = read_csv(plan.out / CSV_FILE) if plan.merge or plan.report_only else []
     if plan.report_only:
-        rows = _combine(kept, [])
+        rows = combine_rows(kept, [])
         write_outputs(rows, plan)
         echo(format_table(rows))
         echo(f"keras-cnns benchmark: rewrote {plan.out / README_FILE} from {plan.out / CSV_FILE}")
@@ -67,7 +67,7 @@ def run(plan: Plan, *, echo=print) -> list[dict]:
             row["command"] = plan.command
             measured.append(row)
             echo(_progress_line(row))
-            rows = _combine(kept, measured)
+            rows = combine_rows(kept, measured)
             write_outputs(rows, plan)
     echo(format_table(rows))
     echo(f"keras-cnns benchmark: wrote {plan.out / CSV_FILE} and {plan.out / README_FILE}")
@@ -80,7 +80,7 @@ def _worker_groups(plan: Plan) -> list[list[Case]]:
     groups: dict[str, list[Case]] = {}
     for case in plan.cases:
         groups.setdefault(case.backend, []).append(case)
-    if REFERENCE in groups and not _gpu_visible():
+    if REFERENCE in groups and not gpu_visible():
         # On a CPU each reference runs in the worker of the first backend with its Keras row,
         # taking turns with its rows pass by pass (``measure_in_turns``): the machine's
         # changing load then reaches both alike. (On a GPU the frameworks would compete for
@@ -115,7 +115,7 @@ def _run_worker(cases: list[Case], plan: Plan) -> Iterator[dict]:
                     "cases": [dataclasses.asdict(c) for c in cases],
                     "sizes": dataclasses.asdict(plan.sizes),
                     "isolated": len(_compile_groups(cases)) == 1,
-                    "in_turns": not _gpu_visible(),
+                    "in_turns": not gpu_visible(),
                     "result": str(result),
                 }
             )
@@ -140,7 +140,7 @@ def _run_worker(cases: list[Case], plan: Plan) -> Iterator[dict]:
                 lines = text[: text.rfind("\n") + 1].splitlines()  # whole lines only
                 for line in lines[len(done) :]:
                     row = json.loads(line)
-                    done.add(_row_key(row))
+                    done.add(row_key(row))
                     yield row
                 if finished:
                     break
@@ -154,7 +154,7 @@ def _run_worker(cases: list[Case], plan: Plan) -> Iterator[dict]:
             failure = f"worker exited {process.returncode}: {_last_line(log.read_text())}"
     for case in cases:
         if case.key not in done:
-            yield _row(case, status=f"error: {failure or 'no result'}")
+            yield case_row(case, status=f"error: {failure or 'no result'}")
 
 def _last_line(text: str) -> str:
     lines = [t.strip() for t in text.splitlines() if t.strip()]
@@ -234,7 +234,7 @@ def measure_in_turns(groups: Sequence[Sequence[Case]], sizes: Sizes, *, isolated
 
 def _error_rows(group: Sequence[Case], err: Exception) -> list[dict]:
     message = " ".join(str(err).split())[:300]
-    return [_row(case, status=f"error: {type(err).__name__}: {message}") for case in group]
+    return [case_row(case, status=f"error: {type(err).__name__}: {message}") for case in group]
 
 
 def _append(path: str, rows: list[dict]) -> None:

@@ -98,7 +98,7 @@ SPECS: dict[str, CifarNetSpec] = {
         input_dropout=0.1,
         max_norm=4.0,
     ),
-    # Krizhevsky et al. 2012, Fig. 1 (architecture: cuda-convnet's CIFAR net, see papers.md);
+    # Krizhevsky et al. 2012, Fig. 1 (the paper gives no net: cuda-convnet's CIFAR net, layers-18pct);
     # init stds: cuda-convnet's layers-18pct.cfg (conv1 initW=0.0001, the rest 0.01).
     "cifar_4layer": CifarNetSpec(
         convs=(

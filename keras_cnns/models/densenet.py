@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from keras_cnns import registry
+from keras_cnns.blocks import CIFAR_STYLE, ConvStyle
 from keras_cnns.errors import UserError
-from keras_cnns.models.resnet import ConvStyle
 from keras_cnns.options import check_activation
 
 FAMILY = "densenet"
@@ -67,8 +67,7 @@ CIFAR_SPECS: dict[str, DenseNetSpec] = {
 
 # keras.applications' settings, so the ImageNet counts match it exactly.
 IMAGENET_STYLE = ConvStyle(use_bias=False, bn_epsilon=1.001e-5)
-# Torch's BN settings (epsilon 1e-5, momentum 0.1 = Keras 0.9), as the paper's Torch code.
-CIFAR_STYLE = ConvStyle(use_bias=False, bn_epsilon=1e-5, bn_momentum=0.9)
+# The CIFAR nets: Torch's batch norm (blocks.CIFAR_STYLE), as the paper's Torch code.
 
 
 def bn_act_conv(

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from keras_cnns import registry
-from keras_cnns.errors import UserError
-from keras_cnns.options import check_activation, check_choice
+from keras_cnns.blocks import ConvStyle
+from keras_cnns.options import check_activation, check_choice, check_drop_path
 
 FAMILY = "resnet"
 PAPER = "He et al. 2016, Deep Residual Learning, Table 1"
@@ -31,7 +31,6 @@ PAPER = "He et al. 2016, Deep Residual Learning, Table 1"
 # 2016), "B": projection where the shape changes, "C": projection on every block,
 # "none": no shortcut at all (the plain net).
 SHORTCUTS = ("A", "A_avgpool", "B", "C", "none")
-DROP_PATH_MODES = ("batch", "sample")
 
 
 @dataclass(frozen=True)
@@ -72,33 +71,6 @@ SPECS: dict[int, ResNetSpec] = {
     101: ResNetSpec(101, "bottleneck", _imagenet_stages(3, 4, 23, 3)),
     152: ResNetSpec(152, "bottleneck", _imagenet_stages(3, 8, 36, 3)),
 }
-
-
-@dataclass(frozen=True)
-class ConvStyle:
-    """How every conv + BN pair of a family is made (passed on to ``blocks.conv_bn_act``)."""
-
-    use_bias: bool = False
-    bn_epsilon: float = 1e-3
-    bn_momentum: float = 0.99
-    kernel_initializer: str = "he_normal"
-
-
-# --- option checks (shared by the residual, dense and small CIFAR families) -------------------
-
-
-def check_drop_path(drop_path: float, drop_path_mode: str, shortcut: str) -> None:
-    """Validate the stochastic-depth options against the shortcut type."""
-    check_choice("drop_path_mode", drop_path_mode, DROP_PATH_MODES)
-    if not 0.0 <= drop_path < 1.0:
-        raise UserError(
-            f"drop_path={drop_path} must be in [0, 1): the final block's drop probability "
-            "(0 turns stochastic depth off; Huang et al. use 0.5)"
-        )
-    if drop_path > 0.0 and shortcut == "none":
-        raise UserError(
-            "drop_path needs a shortcut to fall back on; use drop_path=0 for plain nets"
-        )
 
 
 def survival_probabilities(num_blocks: int, drop_path: float) -> list[float]:

@@ -32,15 +32,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from keras_cnns import registry
-from keras_cnns.models.resnet import (
-    SHORTCUTS,
-    ConvStyle,
-    Stage,
-    check_activation,
-    check_choice,
-    check_drop_path,
-    residual_stages,
-)
+from keras_cnns.blocks import CIFAR_STYLE
+from keras_cnns.models.resnet import SHORTCUTS, Stage, residual_stages
+from keras_cnns.options import check_activation, check_choice, check_drop_path
 
 FAMILY = "resnet_cifar"
 PAPER = "He et al. 2016, Deep Residual Learning, Sec. 4.2, Table 6"
@@ -66,9 +60,6 @@ SPECS: dict[int, CifarResNetSpec] = {
     d: CifarResNetSpec.of_depth(d) for d in (20, 32, 44, 56, 110, 1202)
 }
 
-# He init (the paper), no conv bias (BN follows), and Torch's BN settings (epsilon 1e-5,
-# momentum 0.1, i.e. Keras momentum 0.9) as in the paper's and the well-known reproductions.
-CIFAR_STYLE = ConvStyle(use_bias=False, bn_epsilon=1e-5, bn_momentum=0.9)
 _DEEP_BLOCKS = 100
 
 # Torch's (and PyTorch's) default linear layer, uniform in +-1/sqrt(fan_in): VarianceScaling's

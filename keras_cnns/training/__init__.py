@@ -10,8 +10,14 @@ Where each part lives:
 * ``checkpoints``: ``state.json``, atomic weight and model files, their checksums, the run lock.
 * ``environment``: dtype policy and deterministic kernels for the run's duration; versions,
   device and git revision for the record.
+* ``config``: ``TrainConfig``, one run as a frozen, validated config (no Keras).
+* ``record``: ``RunRecord``, the typed line a run appends to ``records.jsonl``, and what makes
+  two records the same run (no Keras).
+* ``distribute``: where a run executes: one device, or data-parallel over several devices and
+  hosts, behind one ``Placement``.
 
-Everything a caller needs is importable from ``keras_cnns.training`` itself.
+Everything a caller needs is importable from ``keras_cnns.training`` itself, loaded on first
+use: ``keras_cnns.training.config`` and ``.record`` import without Keras.
 
 What a run does, in order:
 
@@ -34,13 +40,13 @@ What a run does, in order:
    ``state.json`` naming them, are written atomically under
    ``out_dir/checkpoints/<run_id>/``. Re-running the same config resumes from there.
 6. Tests the selected weights (the final epoch's, or the best validation epoch's) and appends
-   one record to ``out_dir/records.jsonl`` (see ``RECORD_KEYS``).
+   one ``RunRecord`` to ``out_dir/records.jsonl``.
 
-Where the run executes (``TrainConfig.devices``, ``keras_cnns.distribute``): one device is the
+Where the run executes (``TrainConfig.devices``, ``distribute``): one device is the
 plain path; more train data-parallel (JAX ``keras.distribution.DataParallel``, TensorFlow
 ``MirroredStrategy``) with the same global batch, batch-norm statistics and exact evaluation,
 and on several hosts only process 0 writes. A streamed dataset (ImageNet,
-``keras_cnns.imagenet``) comes as ``tf.data`` feeds instead of arrays.
+``keras_cnns.data.imagenet``) comes as ``tf.data`` feeds instead of arrays.
 
 A non-finite loss stops the run at once; the last good checkpoint stays, a record with status
 ``"diverged"`` is appended, then ``DivergedError`` is raised.
@@ -59,52 +65,38 @@ Only ``keras``, ``keras.ops`` and ``numpy`` are used at import: the engine runs 
 PyTorch machines without TensorFlow.
 """
 
-from keras_cnns.training.callbacks import StopOnNonFinite
-from keras_cnns.training.checkpoints import CHECKPOINTS_DIR, FINAL_MODEL_FILE, STATE_FILE, RunState
-from keras_cnns.training.engine import RECORD_KEYS, RECORDS_FILE, TENSORBOARD_DIR, train
-from keras_cnns.training.environment import (
-    deterministic_kernels,
-    dtype_policy,
-    git_revision,
-    tensorboard_available,
-)
-from keras_cnns.training.feeds import (
-    DEVICE_DATA_FRACTION,
-    DeviceFeed,
-    HostFeed,
-    device_data_fits,
-    fit_epoch,
-    make_feed,
-    reset_seed_generators,
-)
-from keras_cnns.training.optimizers import (
-    apply_l2,
-    compile_for_training,
-    decayed_variables,
-    make_optimizer,
-    steps_per_execution,
-    wrap_with_augmenter,
-)
-from keras_cnns.training.schedules import (
-    ONECYCLE_DIV_FACTOR,
-    ONECYCLE_FINAL_DIV_FACTOR,
-    ONECYCLE_PEAK_FRACTION,
-    PLATEAU_MIN_DELTA,
-    PlanSchedule,
-    SchedulePlan,
-    early_stopping_step,
-    learning_rate_at,
-    monitored_value,
-    plateau_step,
-)
+import importlib
 
-__all__ = [
-    "CHECKPOINTS_DIR", "DEVICE_DATA_FRACTION", "FINAL_MODEL_FILE", "ONECYCLE_DIV_FACTOR",
-    "ONECYCLE_FINAL_DIV_FACTOR", "ONECYCLE_PEAK_FRACTION", "PLATEAU_MIN_DELTA", "RECORDS_FILE",
-    "RECORD_KEYS", "STATE_FILE", "TENSORBOARD_DIR", "DeviceFeed", "HostFeed", "PlanSchedule",
-    "RunState", "SchedulePlan", "StopOnNonFinite", "apply_l2", "compile_for_training",
-    "decayed_variables", "deterministic_kernels", "device_data_fits", "dtype_policy",
-    "early_stopping_step", "fit_epoch", "git_revision", "learning_rate_at", "make_feed",
-    "make_optimizer", "monitored_value", "plateau_step", "reset_seed_generators", "steps_per_execution",
-    "tensorboard_available", "train", "wrap_with_augmenter",
-]  # fmt: skip
+# name -> the module of this package that defines it (imported on first use).
+_EXPORTS = {
+    "callbacks": ("StopOnNonFinite",),
+    "checkpoints": ("CHECKPOINTS_DIR", "FINAL_MODEL_FILE", "STATE_FILE", "RunState"),
+    "config": ("TrainConfig",),
+    "engine": ("TENSORBOARD_DIR", "train"),
+    "environment": ("deterministic_kernels", "dtype_policy", "git_revision", "tensorboard_available"),
+    "feeds": (
+        "DEVICE_DATA_FRACTION", "DeviceFeed", "HostFeed", "device_data_fits", "fit_epoch", "make_feed",
+        "reset_seed_generators",
+    ),
+    "optimizers": (
+        "apply_l2", "compile_for_training", "decayed_variables", "make_optimizer", "steps_per_execution",
+        "wrap_with_augmenter",
+    ),
+    "record": ("RECORDS_FILE", "RunRecord"),
+    "schedules": (
+        "ONECYCLE_DIV_FACTOR", "ONECYCLE_FINAL_DIV_FACTOR", "ONECYCLE_PEAK_FRACTION", "PLATEAU_MIN_DELTA",
+        "PlanSchedule", "SchedulePlan", "early_stopping_step", "learning_rate_at", "monitored_value",
+        "plateau_step",
+    ),
+}  # fmt: skip
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    """``keras_cnns.training.NAME``: imported from its module on first use (PEP 562)."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value

@@ -1,9 +1,9 @@
 """The Keras callbacks the engine adds to every epoch.
 
 ``StopOnNonFinite`` stops a run whose loss becomes NaN or infinite (in Keras' callback threads
-where the backend allows, so no step waits on the host); ``_EpochProgbar`` is Keras' progress
-bar titled with the run's epochs; ``_BatchFault`` is the ``train-batch`` fault hook of
-``keras_cnns.records`` (the kill-and-resume tests).
+where the backend allows, so no step waits on the host); ``EpochProgbar`` is Keras' progress
+bar titled with the run's epochs; ``BatchFault`` is the ``train-batch`` fault hook of
+``keras_cnns.storage`` (the kill-and-resume tests).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 
 import keras
 
-from keras_cnns import records as records_lib
+from keras_cnns import storage
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -54,7 +54,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
             self._fitted.stop_training = True
 
 
-class _EpochProgbar(keras.callbacks.ProgbarLogger):
+class EpochProgbar(keras.callbacks.ProgbarLogger):
     """Keras' progress bar, titled ``Epoch k/N`` of the whole run (fit runs one epoch at a time).
 
     ``async_safe`` as Keras' own default progress bar is, so showing it does not synchronise
@@ -71,10 +71,10 @@ class _EpochProgbar(keras.callbacks.ProgbarLogger):
         super().set_params(params)
         self.epochs = self.total_epochs
 
-class _BatchFault(keras.callbacks.Callback):
-    """The ``train-batch`` fault hook (``keras_cnns.records``): SIGKILL after the N-th batch."""
+class BatchFault(keras.callbacks.Callback):
+    """The ``train-batch`` fault hook (``keras_cnns.storage``): SIGKILL after the N-th batch."""
 
     def on_train_batch_end(self, batch, logs=None):
-        action = records_lib.fault_point("train-batch")
+        action = storage.fault_point("train-batch")
         if action is not None:
-            records_lib.fault_strike(action)
+            storage.fault_strike(action)

@@ -4,8 +4,8 @@ A run's directory ``out_dir/checkpoints/<run_id>/`` holds the weights and optimi
 its last completed epoch, ``state.json`` (``RunState``: the epochs done, the history, the
 schedule's state, and the sha256 of every file it names) and, once completed, ``model.keras``.
 Every file is written to a temporary name, fsynced and renamed into place
-(``_save_weights_atomic``, ``_save_model_atomic``, ``RunState.save``); a file that does not
-match its recorded sha256 is an error naming it. ``_exclusive`` refuses a second process
+(``save_weights_atomic``, ``save_model_atomic``, ``RunState.save``); a file that does not
+match its recorded sha256 is an error naming it. ``run_lock`` refuses a second process
 training the same run.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from keras_cnns import records as records_lib
+from keras_cnns import storage
 from keras_cnns.errors import UserError
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -97,11 +97,11 @@ class RunState:
             raise ValueError("checksums must map file names to sha256 digests")
 
     def save(self, path: Path) -> None:
-        records_lib.atomic_write_text(path, json.dumps(records_lib.json_safe(asdict(self)), indent=1))
+        storage.atomic_write_text(path, json.dumps(storage.json_safe(asdict(self)), indent=1))
 
-def _remove_stale_temp_files(run_dir: Path, verbose: int) -> None:
+def remove_stale_temp_files(run_dir: Path, verbose: int) -> None:
     """Delete the temporary files of a killed writer (the run's lock is held: none is live)."""
-    stale = [p for p in run_dir.iterdir() if records_lib.is_temp_file(p.name)]
+    stale = [p for p in run_dir.iterdir() if storage.is_temp_file(p.name)]
     for path in stale:
         path.unlink(missing_ok=True)
     if stale and verbose:
@@ -109,7 +109,7 @@ def _remove_stale_temp_files(run_dir: Path, verbose: int) -> None:
         print(f"keras-cnns: removed {len(stale)} partly written file(s) of an interrupted run: {names}", flush=True)
 
 
-def _load_checkpoint(model, path: Path, sha256: str | None) -> None:
+def load_checkpoint(model, path: Path, sha256: str | None) -> None:
     """``model.load_weights(path)``; a damaged or foreign file is one ``UserError`` naming it.
 
     ``sha256`` (from ``state.json``; ``None`` for a state written before checksums were kept)
@@ -130,7 +130,7 @@ def _load_checkpoint(model, path: Path, sha256: str | None) -> None:
         ) from None
 
 
-def _check_final_model(path: Path, sha256: str | None) -> None:
+def check_final_model(path: Path, sha256: str | None) -> None:
     """A completed run's ``model.keras`` must be whole: its recorded sha256, else the zip CRCs."""
     import zipfile
 
@@ -153,7 +153,7 @@ def _check_final_model(path: Path, sha256: str | None) -> None:
             f"damaged final model {path} ({bad}); delete {path.parent} (or pass --no-resume) to train again"
         )
 
-def _missing_dirs(path: Path) -> list[Path]:
+def missing_dirs(path: Path) -> list[Path]:
     """The directories ``path.mkdir(parents=True)`` would create, deepest first."""
     missing = []
     while not path.exists() and path != path.parent:
@@ -163,7 +163,7 @@ def _missing_dirs(path: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _exclusive(run_dir: Path, *, created: Sequence[Path] = ()) -> Iterator[None]:
+def run_lock(run_dir: Path, *, created: Sequence[Path] = ()) -> Iterator[None]:
     """Refuse a second process training the same run at the same time.
 
     A run that stops before it has written anything (a bad option, data that cannot be read,
@@ -193,7 +193,7 @@ def _exclusive(run_dir: Path, *, created: Sequence[Path] = ()) -> Iterator[None]
         os.close(fd)
 
 
-def _clear_run_dir(run_dir: Path) -> None:
+def clear_run_dir(run_dir: Path) -> None:
     for path in run_dir.iterdir():
         if path.name == ".lock":
             continue
@@ -222,15 +222,15 @@ def _save_atomic(save, path: Path, tmp: Path) -> str:
     Returns the sha256 of the file written (``RunState.checksums``).
 
     A failure (a full disk) removes ``tmp`` and leaves ``path`` as it was; an ``OSError`` names
-    ``path``. The ``checkpoint-write`` fault hook (``keras_cnns.records``) strikes here, with
+    ``path``. The ``checkpoint-write`` fault hook (``keras_cnns.storage``) strikes here, with
     ``tmp`` cut to half its size.
     """
     try:
         save(tmp)
-        action = records_lib.fault_point("checkpoint-write")
+        action = storage.fault_point("checkpoint-write")
         if action is not None:
             os.truncate(tmp, tmp.stat().st_size // 2)
-            records_lib.fault_strike(action, path)
+            storage.fault_strike(action, path)
         _fsync_file(tmp)
         digest = _sha256(tmp)
         os.replace(tmp, path)
@@ -242,12 +242,12 @@ def _save_atomic(save, path: Path, tmp: Path) -> str:
         raise
 
 
-def _save_weights_atomic(model, path: Path) -> str:
+def save_weights_atomic(model, path: Path) -> str:
     """``model.save_weights`` (weights and optimizer state), atomically; returns its sha256."""
     stem = path.name.removesuffix(".weights.h5")
     return _save_atomic(model.save_weights, path, path.with_name(f".{stem}.{os.getpid()}.tmp.weights.h5"))
 
 
-def _save_model_atomic(model, path: Path) -> str:
+def save_model_atomic(model, path: Path) -> str:
     """``model.save`` (a ``.keras`` archive), atomically; returns its sha256."""
     return _save_atomic(model.save, path, path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras"))

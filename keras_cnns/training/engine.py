@@ -2,9 +2,9 @@
 
 What a run does, in order (the package docstring, ``keras_cnns.training``, has the whole
 story): seed, load and preprocess the data, build and compile the model, train epoch by epoch
-with a checkpoint after each, test the selected weights, append one record to
-``out_dir/records.jsonl`` (see ``RECORD_KEYS``). ``_Run`` holds the pieces of one call while
-the steps run; a completed run is not trained again (``_completed_record``).
+with a checkpoint after each, test the selected weights, append one ``RunRecord`` to
+``out_dir/records.jsonl``. ``_Run`` holds the pieces of one call while the steps run; a
+completed run is not trained again (``_completed_record``).
 """
 
 from __future__ import annotations
@@ -20,38 +20,39 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_cnns import distribute
-from keras_cnns import records as records_lib
+from keras_cnns import storage
 from keras_cnns.errors import DivergedError, UserError
-from keras_cnns.experiment import TrainConfig
 from keras_cnns.registry import model_revision
-from keras_cnns.training.callbacks import StopOnNonFinite, _BatchFault, _EpochProgbar
+from keras_cnns.training import distribute
+from keras_cnns.training.callbacks import BatchFault, EpochProgbar, StopOnNonFinite
 from keras_cnns.training.checkpoints import (
     CHECKPOINTS_DIR,
     FINAL_MODEL_FILE,
     STATE_FILE,
     RunState,
-    _check_final_model,
-    _clear_run_dir,
-    _exclusive,
-    _load_checkpoint,
-    _missing_dirs,
-    _remove_stale_temp_files,
-    _save_model_atomic,
-    _save_weights_atomic,
+    check_final_model,
+    clear_run_dir,
+    load_checkpoint,
+    missing_dirs,
+    remove_stale_temp_files,
+    run_lock,
+    save_model_atomic,
+    save_weights_atomic,
 )
+from keras_cnns.training.config import TrainConfig
 from keras_cnns.training.environment import (
-    _device_name,
-    _utc_now,
-    _versions,
     announce_cpu_slowdowns,
     deterministic_kernels,
+    device_name,
     dtype_policy,
     git_revision,
+    library_versions,
     tensorboard_available,
+    utc_now,
 )
-from keras_cnns.training.feeds import HostFeed, fit_epoch, make_feed, reset_seed_generators
+from keras_cnns.training.feeds import fit_epoch, reset_seed_generators
 from keras_cnns.training.optimizers import compile_for_training
+from keras_cnns.training.record import RECORDS_FILE, DataInfo, EpochLog, RunRecord, TestScores
 from keras_cnns.training.schedules import (
     early_stopping_step,
     learning_rate_at,
@@ -59,14 +60,8 @@ from keras_cnns.training.schedules import (
     plateau_step,
 )
 
-RECORDS_FILE = "records.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
-RECORD_KEYS = (
-    "run_id", "status", "tags", "config", "model", "params", "trainable_params", "dataset",
-    "history", "test", "selected_epoch", "wall_time", "started", "finished", "backend",
-    "versions", "device", "git", "seed", "precision",
-)  # fmt: skip
 
 def train(
     config: TrainConfig,
@@ -79,7 +74,7 @@ def train(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     tensorboard: bool | str | os.PathLike = False,
     evaluate_test: bool = True,
-) -> dict:
+) -> RunRecord:
     """Train, test and record one run of ``config``; resume it if it was interrupted.
 
     Args:
@@ -101,7 +96,7 @@ def train(
             then ``None``.
 
     Returns:
-        The record (see ``RECORD_KEYS``) that was appended to ``out_dir/records.jsonl``.
+        The ``RunRecord`` that was appended to ``out_dir/records.jsonl``.
 
     Raises:
         UserError: bad arguments, an unknown model or a model option it does not take.
@@ -113,7 +108,7 @@ def train(
     if verbose not in (0, 1, 2):
         raise UserError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     try:
-        tags = records_lib.json_safe(dict(tags or {}))
+        tags = storage.json_safe(dict(tags or {}))
     except (TypeError, ValueError) as err:
         raise UserError(f"tags must be a JSON-safe mapping: {err}") from None
 
@@ -134,20 +129,20 @@ def train(
         out_dir = placement.private_out_dir(out_dir, config.run_id(), resume=resume)
         verbose, tensorboard = 0, bool(tensorboard)
     run_dir = out_dir / CHECKPOINTS_DIR / config.run_id()
-    created = _missing_dirs(run_dir)  # removed again if the run stops before writing anything
+    created = missing_dirs(run_dir)  # removed again if the run stops before writing anything
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(run_dir, created=created):
+    with run_lock(run_dir, created=created):
         if not resume:
-            _clear_run_dir(run_dir)
-        _remove_stale_temp_files(run_dir, verbose)
+            clear_run_dir(run_dir)
+        remove_stale_temp_files(run_dir, verbose)
         state = RunState.load(run_dir / STATE_FILE)
         placement.agree(state.epochs_done if state else 0, "the epochs done")
-        if state is not None and not config.same_run(state.config):
+        if state is not None and state.run_id != config.run_id():
             raise UserError(
                 f"checkpoint {run_dir} belongs to another config; delete it or pass resume=False"
             )
         if state is not None and state.status == "completed":
-            _check_final_model(run_dir / FINAL_MODEL_FILE, state.checksums.get(FINAL_MODEL_FILE))
+            check_final_model(run_dir / FINAL_MODEL_FILE, state.checksums.get(FINAL_MODEL_FILE))
             return _completed_record(state, out_dir / RECORDS_FILE, tags, verbose)
 
         caller_policy = keras.config.dtype_policy()
@@ -194,12 +189,12 @@ class _Run:
         self.segment_start = time.perf_counter()
         self.resumed = state is not None and state.epochs_done > 0
         self.state = state or RunState(
-            run_id=config.run_id(), config=config.to_dict(), started=_utc_now()
+            run_id=config.run_id(), config=config.to_dict(), started=utc_now()
         )
 
     # --- setup --------------------------------------------------------------------------------
 
-    def run(self) -> dict:
+    def run(self) -> RunRecord:
         config = self.config
         keras.utils.set_random_seed(config.seed)
         self._load_data()
@@ -208,7 +203,7 @@ class _Run:
             checkpoint = self.run_dir / self.state.checkpoint
             if not checkpoint.is_file():
                 raise UserError(f"{checkpoint} is missing; delete {self.run_dir} to start the run again")
-            _load_checkpoint(self.wrapper, checkpoint, self.state.checksums.get(checkpoint.name))
+            load_checkpoint(self.wrapper, checkpoint, self.state.checksums.get(checkpoint.name))
             if self.state.lr is not None:
                 self.wrapper.optimizer.learning_rate = self.state.lr
         self._say_hello()
@@ -261,8 +256,9 @@ class _Run:
 
     def _load_stream(self) -> None:
         """A dataset too large for memory (ImageNet): ``tf.data`` feeds, preprocessed and
-        augmented in the input pipeline (``keras_cnns.imagenet``); the splits hold sizes only."""
-        from keras_cnns import data, imagenet
+        augmented in the input pipeline (``keras_cnns.data.imagenet``); the splits hold sizes only."""
+        from keras_cnns import data
+        from keras_cnns.data import imagenet
 
         config = self.config
         source = imagenet.open_imagenet(config, self.data_dir)
@@ -304,11 +300,10 @@ class _Run:
         if self.stream_feeds is not None:
             self.train_feed, self.val_feed, self.test_feed = self.stream_feeds
             return
-        distributed = self.placement.distributed
-        make = self.placement.make_feed if distributed else make_feed
+        make = self.placement.make_feed
         self.train_feed = make(self.x_train, self.y_train)
         self.val_feed = make(self.x_val, self.y_val) if self.x_val is not None else None
-        self.test_feed = (self.placement.make_feed if distributed else HostFeed)(self.x_test, self.y_test)
+        self.test_feed = make(self.x_test, self.y_test, evaluation=True)
 
     def _preprocess_hint(self) -> str:
         """Where the model does not build at the data's shape: the preprocessing that changes
@@ -343,7 +338,7 @@ class _Run:
         print(
             f"keras-cnns: {self.state.run_id}: {c.model} on {c.dataset} ({s.source}; "
             f"{len(s.x_train)} train, {len(s.x_val)} val, {len(s.x_test)} test), "
-            f"{keras.backend.backend()} on {_device_name()}, {c.precision}; {where}",
+            f"{keras.backend.backend()} on {device_name()}, {c.precision}; {where}",
             flush=True,
         )
 
@@ -355,15 +350,15 @@ class _Run:
         extra = list(self.callbacks)
         if self.tensorboard:
             extra.append(self._tensorboard_callback())
-        if os.environ.get(records_lib.FAULT_ENV):
-            extra.append(_BatchFault())
+        if os.environ.get(storage.FAULT_ENV):
+            extra.append(BatchFault())
         for epoch in range(state.epochs_done, config.epochs):
             if state.stopped_early:
                 break
             reset_seed_generators(self.wrapper, config.seed, epoch)
             order = np.random.default_rng([config.seed, epoch]).permutation(len(self.x_train))
             detector = StopOnNonFinite()
-            progress = [_EpochProgbar(config.epochs)] if self.verbose else []
+            progress = [EpochProgbar(config.epochs)] if self.verbose else []
             lr = self._epoch_lr(epoch)
             start = time.perf_counter()
             fit = fit_epoch(
@@ -429,11 +424,11 @@ class _Run:
             if state.best_val_accuracy is None or val_accuracy > state.best_val_accuracy:
                 state.best_epoch, state.best_val_accuracy = epoch + 1, val_accuracy
                 state.best_checkpoint = f"best-epoch-{epoch + 1:04d}.weights.h5"
-                state.checksums[state.best_checkpoint] = _save_weights_atomic(
+                state.checksums[state.best_checkpoint] = save_weights_atomic(
                     self.wrapper, self.run_dir / state.best_checkpoint
                 )
         state.checkpoint = f"epoch-{epoch + 1:04d}.weights.h5"
-        state.checksums[state.checkpoint] = _save_weights_atomic(self.wrapper, self.run_dir / state.checkpoint)
+        state.checksums[state.checkpoint] = save_weights_atomic(self.wrapper, self.run_dir / state.checkpoint)
         state.epochs_done = epoch + 1
         self._save_state()
 
@@ -463,12 +458,12 @@ class _Run:
 
     # --- the end ------------------------------------------------------------------------------
 
-    def _finish(self) -> dict:
+    def _finish(self) -> RunRecord:
         config, state = self.config, self.state
         if not state.history:
             raise UserError(f"run {state.run_id} has no completed epoch to test")  # cannot happen
         if config.select == "best_val" and state.best_checkpoint is not None:
-            _load_checkpoint(
+            load_checkpoint(
                 self.wrapper, self.run_dir / state.best_checkpoint, state.checksums.get(state.best_checkpoint)
             )
             selected = state.best_epoch
@@ -477,20 +472,17 @@ class _Run:
         test = None
         if self.evaluate_test:
             scores = self.placement.evaluate(self.wrapper, self.test_feed, config.batch_size)
-            test = {
-                "loss": float(scores["loss"]),
-                "accuracy": float(scores["accuracy"]),
-                "error": 100.0 * (1.0 - float(scores["accuracy"])),
-            }
+            accuracy = float(scores["accuracy"])
+            test = TestScores(loss=float(scores["loss"]), accuracy=accuracy, error=100.0 * (1.0 - accuracy))
         with self.placement.portable(self.model):
-            state.checksums[FINAL_MODEL_FILE] = _save_model_atomic(self.model, self.run_dir / FINAL_MODEL_FILE)
+            state.checksums[FINAL_MODEL_FILE] = save_model_atomic(self.model, self.run_dir / FINAL_MODEL_FILE)
         self._tick()
         record = self._record("completed", test=test, selected_epoch=selected)
-        state.status, state.record = "completed", record
+        state.status, state.record = "completed", record.to_json()
         self._save_state()
-        records_lib.append_record(self.out_dir / RECORDS_FILE, record)
+        storage.append_record(self.out_dir / RECORDS_FILE, record.to_json())
         if self.verbose:
-            result = f"test error {test['error']:.2f}%" if test else "trained (the test set is not used)"
+            result = f"test error {test.error:.2f}%" if test else "trained (the test set is not used)"
             print(
                 f"keras-cnns: {state.run_id}: {result} (epoch {selected}), "
                 f"record appended to {self.out_dir / RECORDS_FILE}",
@@ -498,7 +490,7 @@ class _Run:
             )
         return record
 
-    def _diverge(self, epoch: int, detector: StopOnNonFinite, entry: dict) -> dict:
+    def _diverge(self, epoch: int, detector: StopOnNonFinite, entry: dict) -> RunRecord:
         state = self.state
         self._tick()  # not saved: the state on disk stays the last good epoch's
         where = f"epoch {epoch + 1}" + (f", batch {detector.batch + 1}" if detector.batch is not None else "")
@@ -509,65 +501,71 @@ class _Run:
             history=[*state.history, entry],
             divergence={"epoch": epoch + 1, "batch": None if detector.batch is None else detector.batch + 1},
         )
-        records_lib.append_record(self.out_dir / RECORDS_FILE, record)
+        storage.append_record(self.out_dir / RECORDS_FILE, record.to_json())
         kept = f"epoch {state.epochs_done}" if state.epochs_done else "none: it diverged in epoch 1"
         raise DivergedError(
             f"run {state.run_id}: non-finite loss in {where} (learning rate {entry['lr']:g}); "
             f"last good checkpoint: {kept}; a 'diverged' record was appended"
         )
 
-    def _record(self, status: str, *, test, selected_epoch, history=None, **extra) -> dict:
+    def _record(self, status: str, *, test, selected_epoch, history=None, divergence=None) -> RunRecord:
         config, state, splits = self.config, self.state, self.splits
-        record = {
-            "run_id": state.run_id,
-            "status": status,
+        # Through JSON and back: numpy scalars and non-finite floats (a diverged loss) become
+        # what the line on disk holds, so the returned record equals the appended one.
+        fields = storage.json_safe({
             "tags": self.tags,
-            "config": config.to_dict(),
-            "model": config.model,
-            "model_revision": model_revision(config.model),
-            "params": int(self.model.count_params()),
-            "trainable_params": int(sum(math.prod(v.shape) for v in self.model.trainable_variables)),
-            "dataset": {
-                "name": config.dataset,
-                "source": splits.source,
-                "n_train": len(splits.x_train),
-                "n_val": len(splits.x_val),
-                "n_test": len(splits.x_test),
-            },
             "history": list(state.history if history is None else history),
-            "test": test,
-            "selected_epoch": selected_epoch,
-            "wall_time": state.wall_time,
-            "started": state.started,
-            "finished": _utc_now(),
-            "backend": keras.backend.backend(),
-            "versions": _versions(),
-            "device": _device_name(),
-            "git": git_revision(),
-            "seed": config.seed,
-            "precision": config.precision,
-            # Beyond the contract's keys: what else a reader of the record needs.
             "preprocessing": self.preprocessing,
-            "jit_compile": bool(self.wrapper.jit_compile),
-            "data_on_device": getattr(self.train_feed, "on_device", None),
-            "stopped_early": state.stopped_early,
             "distribution": self.placement.info(config, n_train=len(splits.x_train)),
-            **extra,
-        }
-        return records_lib.json_safe(record)
+            "divergence": divergence,
+        })  # fmt: skip
+        return RunRecord(
+            run_id=state.run_id,
+            status=status,
+            tags=fields["tags"],
+            config=config.to_dict(),
+            model=config.model,
+            model_revision=model_revision(config.model),
+            params=int(self.model.count_params()),
+            trainable_params=int(sum(math.prod(v.shape) for v in self.model.trainable_variables)),
+            dataset=DataInfo(
+                name=config.dataset, source=splits.source, n_train=len(splits.x_train),
+                n_val=len(splits.x_val), n_test=len(splits.x_test),
+            ),  # fmt: skip
+            history=tuple(EpochLog(**entry) for entry in fields["history"]),
+            test=test,
+            selected_epoch=selected_epoch,
+            wall_time=state.wall_time,
+            started=state.started,
+            finished=utc_now(),
+            backend=keras.backend.backend(),
+            versions=library_versions(),
+            device=device_name(),
+            git=git_revision(),
+            seed=config.seed,
+            precision=config.precision,
+            preprocessing=fields["preprocessing"],
+            jit_compile=bool(self.wrapper.jit_compile),
+            data_on_device=getattr(self.train_feed, "on_device", None),
+            stopped_early=state.stopped_early,
+            distribution=fields["distribution"],
+            divergence=fields["divergence"],
+        )
 
-def _completed_record(state: RunState, records_path: Path, tags: dict, verbose: int) -> dict:
+def _completed_record(state: RunState, records_path: Path, tags: dict, verbose: int) -> RunRecord:
     """The stored record of a completed run, with ``tags``.
 
-    Appended only if ``records.jsonl`` lacks a record of this run with these tags: re-running
-    a command adds nothing, while another experiment that reuses the same config (other tags)
-    gets its own line without training again.
+    Appended only if ``records.jsonl`` lacks this run's record under these tags
+    (``RunRecord.same_run``): re-running a command adds nothing, while another experiment that
+    reuses the same config (other tags) gets its own line without training again.
     """
-    record = {**(state.record or {}), "tags": tags}
+    record = RunRecord.from_json(state.record or {}, where=str(records_path)).with_tags(tags)
     # Checked and appended under one lock: a run killed while appending its record (the
     # state already says completed) gets it appended exactly once by the next call.
-    records_lib.append_record_once(
-        records_path, record, present=lambda r: r.get("run_id") == state.run_id and r.get("tags") == tags
+    storage.append_record_once(
+        records_path,
+        record.to_json(),
+        present=lambda line: RunRecord.from_json(line, where=str(records_path)).same_run(state.run_id, tags),
     )
     if verbose:
         print(f"keras-cnns: {state.run_id} already completed; its record is in {records_path}", flush=True)

@@ -1,7 +1,7 @@
 """The global settings a run holds while it trains, and what its record says about where it ran.
 
 ``dtype_policy`` and ``deterministic_kernels`` set Keras' dtype policy and the backend's
-deterministic kernels inside a block and restore them after. ``_versions``, ``_device_name``
+deterministic kernels inside a block and restore them after. ``library_versions``, ``device_name``
 and ``git_revision`` fill the record's ``versions``, ``device`` and ``git`` entries;
 ``tensorboard_available`` says whether TensorBoard logs can be written here.
 """
@@ -106,7 +106,7 @@ _announced: set[str] = set()
 def cpu_slowdowns(precision: str) -> list[str]:
     """The ``CPU_SLOWDOWNS`` lines that apply to a run at ``precision`` on this backend and
     device (none on an accelerator)."""
-    if _device_name() != "cpu":
+    if device_name() != "cpu":
         return []
     backend = keras.backend.backend()
     lines = []
@@ -140,11 +140,11 @@ def announce_cpu_slowdowns(precision: str) -> None:
             print(f"keras-cnns: note: {line}", file=sys.stderr, flush=True)
 
 
-def _utc_now() -> str:
+def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     versions = {
         "keras": keras.__version__,
         "python": platform.python_version(),
@@ -156,7 +156,7 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _device_name() -> str:
+def device_name() -> str:
     """The accelerator's name, or ``"cpu"``."""
     backend = keras.backend.backend()
     if backend == "jax":

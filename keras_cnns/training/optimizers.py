@@ -26,8 +26,8 @@ from typing import Any
 import keras
 
 from keras_cnns.errors import UserError
-from keras_cnns.experiment import TrainConfig
 from keras_cnns.losses import make_loss
+from keras_cnns.training.config import TrainConfig
 from keras_cnns.training.schedules import PlanSchedule, SchedulePlan
 
 
@@ -126,7 +126,7 @@ def compile_for_training(model, config: TrainConfig, *, augmenter=None, steps_pe
         optimizer=optimizer,
         loss=loss,
         # Weighted: the same numbers without sample weights, and exact over a distributed
-        # run's weight-0 evaluation padding (keras_cnns.distribute).
+        # run's weight-0 evaluation padding (keras_cnns.training.distribute).
         weighted_metrics=["accuracy"],
         jit_compile=jit,
         steps_per_execution=steps_per_execution(config),

@@ -205,8 +205,7 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record as the JSON object appended to ``records.jsonl``."""
-        out = dataclasses.asdict(self)
-        out["tags"], out["config"] = dict(self.tags), dict(self.config)
+        out = _as_json(dataclasses.asdict(self))
         # Absent rather than null: what a reader of a completed record has no use for.
         for key in ("divergence", "reused_from"):
             if out[key] is None:
@@ -240,6 +239,15 @@ class RunRecord:
             return cls(**fields)
         except (TypeError, ValueError, KeyError) as err:
             raise DataError(f"{where} is not a run record ({err})") from None
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as the JSON types a line holds: mappings as dicts, tuples as lists."""
+    if isinstance(value, Mapping):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_json(v) for v in value]
+    return value
 
 
 def _known(cls, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_cnns.experiment import TrainConfig
+from keras_cnns.training.config import TrainConfig
 
 # One-cycle (Smith & Topin 2019), with PyTorch OneCycleLR's defaults and linear annealing.
 ONECYCLE_PEAK_FRACTION = 0.3

@@ -16,6 +16,9 @@ Conventions worth knowing (see the field comments for the rest):
   ``weight_decay``: each step ``w -= learning_rate * weight_decay * w``, outside the loss.
 * ``lr_factor`` MULTIPLIES the learning rate at each step boundary (and each plateau):
   ``lr_factor=0.1`` is the papers' "divide by 10".
+
+The config, its validation and the typed parsing of command-line overrides share the fields'
+types, and so this one module (about 620 lines).
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ class TrainConfig:
         image_size: streamed datasets (``imagenet2012``) only: the side of the square crops the
             net sees (default: the dataset's, 224); evaluation resizes to ``image_size * 8/7``
             (256 for 224) and takes the centre crop.
-        devices: data-parallel replicas: a number, or ``"all"`` (see ``keras_cnns.distribute``).
+        devices: data-parallel replicas: a number, or ``"all"`` (see ``keras_cnns.training.distribute``).
             ``batch_size`` is the GLOBAL batch, split evenly over them. A placement field: it
             is not part of ``run_id``, and a checkpoint resumes on another number of devices.
     """
@@ -298,7 +301,7 @@ class TrainConfig:
         if info.streamed and (self.augment or self.preprocess != "standardize"):
             raise UserError(
                 f"{self.dataset} is cropped, flipped and standardised in its input pipeline "
-                "(keras_cnns.imagenet): set augment to none and preprocess=standardize"
+                "(keras_cnns.data.imagenet): set augment to none and preprocess=standardize"
             )
         if isinstance(self.devices, int) and self.batch_size % self.devices:
             raise UserError(
@@ -312,15 +315,6 @@ class TrainConfig:
         if self.lr_scaling == "linear":
             return self.learning_rate * self.batch_size / self.lr_reference_batch
         return self.learning_rate
-
-    def same_run(self, other: Mapping[str, Any]) -> bool:
-        """Whether ``other`` (a ``to_dict``) is this run, placement fields aside (a checkpoint
-        written on 4 devices resumes on 1). A field that ``other`` lacks counts at its default,
-        as in ``run_id``: a checkpoint written before a field was added still resumes."""
-        defaults = {f.name: _to_json(_default_value(f.name, f.default)) for f in dataclasses.fields(self)}
-        theirs = {**defaults, **other}
-        mine = {k: v for k, v in self.to_dict().items() if k not in PLACEMENT_FIELDS}
-        return mine == {k: v for k, v in theirs.items() if k not in PLACEMENT_FIELDS}
 
     # --- derivation -------------------------------------------------------------------------
 

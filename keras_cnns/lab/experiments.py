@@ -9,13 +9,18 @@ makes a small search part of an experiment (Krizhevsky et al. tuned each net's l
 for speed); ``Ordering`` and ``Ratio`` are the paper's claims the report checks, and a
 ``Regime`` what a scaled-down preset needs of its runs for the comparison to mean something.
 
+An experiment carries everything said about it once: its presets' measured runtimes
+(``Preset.runtime``), its deviations from the paper (``Deviation``, shown where a report's runs
+have them), other reproductions' numbers (``Reference``) and the hyperparameters a keras-tuner
+search may vary (``search_space``, of ``HyperParam``\\ s). Which records are the same run is
+defined once, by ``keras_cnns.training.record``.
+
 The reproductions themselves live in ``reproductions/``, one module per paper claim, each
-holding one ``EXPERIMENT``; ``get_experiment`` imports it on first use. ``match_key`` says
-which records are the same run.
+holding one ``EXPERIMENT``; ``get_experiment`` imports it on first use.
 
 This module sits below everything that uses experiments: the runner
-(``keras_cnns.reproduce``), the reports (``keras_cnns.results``) and the tuner
-(``keras_cnns.tuning``) import it, and it imports none of them. Nothing here imports Keras.
+(``keras_cnns.lab.runner``), the reports (``keras_cnns.lab.report``) and the tuner
+(``keras_cnns.lab.tuning``) import it, and it imports none of them. Nothing here imports Keras.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from types import MappingProxyType
 from typing import Any
 
 from keras_cnns.errors import UserError
-from keras_cnns.experiment import TrainConfig
+from keras_cnns.training.config import TrainConfig
 
 # From the most to the least complete: the paper's recipe, one GPU for about ten minutes, two CPU
 # cores for a few hours (the claim's regime, scaled down), a CPU check of the pipeline.
@@ -42,9 +47,10 @@ QUANTITIES = ("metric", "final_train_error", "seconds_to_target", "epoch_time")
 # An ordering may also compare whole training curves: ``lower``'s mean training error below
 # ``higher``'s at every epoch after the first (Fig. 1 and 6 of He et al. 2016).
 CURVE_QUANTITY = "train_curve"
-RECORDS_FILE = "records.jsonl"
-# A keras-tuner search's report, beside the experiment's (written by keras_cnns.tuning).
+# A keras-tuner search's report, beside the experiment's (written by keras_cnns.lab.tuning_report).
 TUNING_REPORT_FILE = "tuning.md"
+# Kinds of searched hyperparameter.
+KINDS = ("float", "int", "choice")
 
 # Experiment name -> the module that defines its EXPERIMENT (imported on first use).
 EXPERIMENTS: dict[str, str] = {
@@ -56,9 +62,72 @@ EXPERIMENTS: dict[str, str] = {
     "resnet50-imagenet": "reproductions.resnet50_imagenet",
 }
 
-# The tags that identify a run in the records: two records with the same values and run_id
-# are the same run. ("host" is informative only.)
-MATCH_TAGS = ("experiment", "preset", "variant", "dataset", "seed", "phase", "overrides", "tuned", "sweep_value")
+@dataclass(frozen=True)
+class HyperParam:
+    """One searched hyperparameter.
+
+    Attributes:
+        name: a ``TrainConfig`` field (``learning_rate``) or a model builder keyword that goes
+            into ``TrainConfig.model_kwargs`` (``dropout``).
+        kind: ``"float"``, ``"int"`` or ``"choice"``.
+        low: smallest value (float and int).
+        high: largest value (float and int).
+        choices: the values to choose from (choice).
+        log: sample uniformly in log space (float and int; needs ``low > 0``).
+    """
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] = ()
+    log: bool = False
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "choice":
+            if not self.choices or self.low is not None or self.high is not None or self.log:
+                raise ValueError(f"{self.name}: a choice takes choices only")
+            if len({type(c) for c in self.choices}) != 1:
+                raise ValueError(f"{self.name}: choices must share one type")
+        else:
+            if self.low is None or self.high is None or not self.low < self.high or self.choices:
+                raise ValueError(f"{self.name}: a {self.kind} needs low < high and no choices")
+            if self.log and self.low <= 0:
+                raise ValueError(f"{self.name}: log sampling needs low > 0")
+            if self.kind == "int" and (int(self.low) != self.low or int(self.high) != self.high):
+                raise ValueError(f"{self.name}: an int range needs integer bounds")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe description (also what the space hash is computed from)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "low": self.low,
+            "high": self.high,
+            "choices": list(self.choices),
+            "log": self.log,
+        }
+
+    def describe(self) -> str:
+        """One phrase for the report, for example ``learning_rate: float in [0.001, 0.3], log``."""
+        if self.kind == "choice":
+            text = f"{self.name}: one of {', '.join(str(c) for c in self.choices)}"
+        else:
+            text = f"{self.name}: {self.kind} in [{self.low:g}, {self.high:g}]"
+            text += ", log" if self.log else ""
+        return text
+
+    def declare(self, hp) -> None:
+        """Declare this hyperparameter on a ``keras_tuner.HyperParameters``."""
+        sampling = "log" if self.log else "linear"
+        if self.kind == "float":
+            hp.Float(self.name, float(self.low), float(self.high), sampling=sampling)
+        elif self.kind == "int":
+            hp.Int(self.name, int(self.low), int(self.high), sampling=sampling)
+        else:
+            hp.Choice(self.name, list(self.choices))
 
 
 @dataclass(frozen=True)
@@ -266,6 +335,9 @@ class Experiment:
         panels: plot panel title -> the variants drawn in it (default: one panel, all).
         curves: what the curve plots draw: ``"train"`` and/or ``"val"`` error per epoch.
         notes: further lines for the report (what stands in for what).
+        search_space: the hyperparameters ``keras-cnns tune`` may search around a preset's
+            configs (empty: the experiment is not tuned); what the paper fixes and the claim
+            depends on is not in it.
     """
 
     name: str
@@ -283,6 +355,7 @@ class Experiment:
     panels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     curves: tuple[str, ...] = ("train", "val")
     notes: tuple[str, ...] = ()
+    search_space: tuple[HyperParam, ...] = ()
 
     def __post_init__(self):
         freeze = object.__setattr__
@@ -290,6 +363,10 @@ class Experiment:
         freeze(self, "presets", MappingProxyType(dict(self.presets)))
         freeze(self, "panels", MappingProxyType({k: tuple(v) for k, v in self.panels.items()}))
         freeze(self, "deviations", _deviations(self.deviations))
+        freeze(self, "search_space", tuple(self.search_space))
+        names = [p.name for p in self.search_space]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: the search space names a hyperparameter twice: {names}")
         if self.metric not in METRICS:
             raise ValueError(f"{self.name}: metric must be one of {METRICS}")
         if tuple(self.presets) != tuple(p for p in PRESETS if p in self.presets) or not set(
@@ -367,20 +444,12 @@ def get_experiment(name: str) -> Experiment:
 def preset_configs(name: str, preset: str) -> dict[str, TrainConfig]:
     """``{variant: TrainConfig}`` of an experiment's preset, on the preset's first dataset.
 
-    Used by ``keras_cnns.tuning`` as the starting points of a search.
+    Used by ``keras_cnns.lab.tuning`` as the starting points of a search.
     """
     p = get_experiment(name).preset(preset)
     return {v: c.replace(dataset=p.datasets[0]) for v, c in p.configs.items()}
 
 
-def match_key(tags: Mapping[str, Any]) -> tuple:
-    """The identity of a run within an experiment's records (see ``MATCH_TAGS``)."""
-    out = []
-    for name in MATCH_TAGS:
-        value = tags.get(name)
-        if name == "phase" and value is None:
-            value = "main"
-        if name in ("overrides", "tuned"):
-            value = tuple(value or ())
-        out.append(value)
-    return tuple(out)
+def learning_rate_range(low: float, high: float) -> HyperParam:
+    """A learning rate searched log-uniformly in ``[low, high]``."""
+    return HyperParam("learning_rate", "float", low, high, log=True)

@@ -431,3 +431,19 @@ def _named(err: BaseException, path: Path) -> BaseException:
     if isinstance(err, OSError) and err.filename is None and err.errno is not None:
         return OSError(err.errno, err.strerror, os.fspath(path))
     return err
+
+
+def read_json(path: str | os.PathLike, *, fix: str = "delete it") -> Any:
+    """The JSON value in ``path``, or ``None`` if there is no such file.
+
+    Raises:
+        DataError: the file is not valid JSON (``fix`` says what to do about it).
+    """
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is damaged ({err}): {fix}") from None

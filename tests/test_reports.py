@@ -1,4 +1,4 @@
-"""keras_cnns.results on records built here: statistics, groups, sentences, CSV and plots.
+"""The reports (keras_cnns.lab.runs, .claims, .report) on records built here: statistics, groups, sentences, CSV and plots.
 
 No training and no Keras: every record is constructed with numbers chosen so the expected
 table cells can be computed by hand.
@@ -12,9 +12,10 @@ import math
 import pandas as pd
 import pytest
 
-from keras_cnns import results
-from keras_cnns.experiments import get_experiment, list_experiments, match_key
-from keras_cnns.records import append_record
+from keras_cnns.lab import claims, report, runs
+from keras_cnns.lab.experiments import get_experiment, list_experiments
+from keras_cnns.storage import append_record
+from keras_cnns.training.record import RunRecord, tag_key
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -104,24 +105,24 @@ PVR = "plain-vs-residual"
 @pytest.mark.smoke
 def test_per_epoch_quantities_by_hand():
     r = make_record(PVR, "plain20", train_errors=(60.0, 30.0, 20.0, 24.0), times=(5.0, 2.0, 3.0, 4.0))
-    h = r["history"]
-    assert results.train_errors(h) == pytest.approx([60.0, 30.0, 20.0, 24.0])
-    assert results.final_train_error(h) == pytest.approx(24.0)
-    assert results.epochs_to_error(h, 25.0) == 3  # the first epoch at or below 25%
-    assert results.epochs_to_error(h, 10.0) is None
-    assert results.seconds_to_error(h, 25.0) == pytest.approx(6.0)  # 3 epochs x fastest 2 s
-    assert results.epoch_time(h) == pytest.approx(2.0)  # fastest of 2, 3, 4: first left out
-    assert results.median_epoch_time(h) == pytest.approx(3.0)  # median of 2, 3, 4
-    assert math.isnan(results.final_train_error([]))
+    h = RunRecord.from_json(r).history
+    assert runs.train_errors(h) == pytest.approx([60.0, 30.0, 20.0, 24.0])
+    assert runs.final_train_error(h) == pytest.approx(24.0)
+    assert runs.epochs_to_error(h, 25.0) == 3  # the first epoch at or below 25%
+    assert runs.epochs_to_error(h, 10.0) is None
+    assert runs.seconds_to_error(h, 25.0) == pytest.approx(6.0)  # 3 epochs x fastest 2 s
+    assert runs.epoch_time(h) == pytest.approx(2.0)  # fastest of 2, 3, 4: first left out
+    assert runs.median_epoch_time(h) == pytest.approx(3.0)  # median of 2, 3, 4
+    assert math.isnan(runs.final_train_error([]))
 
 
 @pytest.mark.smoke
 def test_stat_is_mean_and_sample_std_and_counts_missing():
-    s = results.stat([10.0, 12.0, 14.0, None])
+    s = runs.stat([10.0, 12.0, 14.0, None])
     assert (s.mean, s.std, s.n, s.missing) == (pytest.approx(12.0), pytest.approx(2.0), 3, 1)
-    assert results.format_stat(results.stat([10.0, 12.0, 14.0])) == "12.00 ± 2.00 (n=3)"
-    assert results.format_stat(results.stat([7.5])) == "7.50 (n=1)"
-    assert results.format_stat(results.stat([None, None]), max_epochs=3) == "not reached in 3 epochs (n=2)"
+    assert runs.format_stat(runs.stat([10.0, 12.0, 14.0])) == "12.00 ± 2.00 (n=3)"
+    assert runs.format_stat(runs.stat([7.5])) == "7.50 (n=1)"
+    assert runs.format_stat(runs.stat([None, None]), max_epochs=3) == "not reached in 3 epochs (n=2)"
 
 
 @pytest.mark.smoke
@@ -130,11 +131,11 @@ def test_table_mean_std_difference_and_diverged_runs_kept_apart(tmp_path):
     # A diverged seed with an absurd error must not move the mean.
     records.append(make_record(PVR, "resnet20", 3, test_error=None, status="diverged", train_errors=(60.0, 90.0)))
     write_records(tmp_path, PVR, records)
-    results.write_report(PVR, tmp_path)
+    report.write_report(PVR, tmp_path)
 
     experiment = get_experiment(PVR)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    (row,) = results.summary_rows(experiment, rows, results.Group("smoke", ""))
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    (row,) = runs.summary_rows(experiment, rows, runs.Group("smoke", ""))
     assert row["n"] == 3
     assert row["mean"] == pytest.approx(12.0)
     assert row["std"] == pytest.approx(2.0)
@@ -161,12 +162,12 @@ def test_presets_and_overrides_are_reported_separately(tmp_path):
             make_record(PVR, "resnet20", 0, test_error=40.0, preset="smoke", tuned=("learning_rate=0.05",), run_id="t"),
         ],
     )
-    results.write_report(PVR, tmp_path)
+    report.write_report(PVR, tmp_path)
     experiment = get_experiment(PVR)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    found = results.groups(rows)
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    found = runs.groups(rows)
     assert [g.label for g in found] == ["quick", "smoke", "smoke with --set epochs=5", "smoke with tuned values"]
-    means = [results.summary_rows(experiment, rows, g)[0]["mean"] for g in found]
+    means = [runs.summary_rows(experiment, rows, g)[0]["mean"] for g in found]
     assert means == pytest.approx([9.0, 50.0, 30.0, 40.0])  # never averaged across groups
 
     text = (tmp_path / PVR / "README.md").read_text()
@@ -194,7 +195,7 @@ def test_report_gives_each_variants_fastest_and_median_epoch_and_the_training_ti
             make_record(PVR, "resnet20", 0, train_errors=(50.0, 40.0), times=(9.0, 4.0)),
         ],
     )
-    results.write_report(PVR, tmp_path)
+    report.write_report(PVR, tmp_path)
     text = (tmp_path / PVR / "README.md").read_text()
     # plain20: fastest 60 and 58 -> 59, medians 60 and 80 -> 70; resnet20: 4.0 (4.0).
     # Training at the medians: 4 x 60 + 4 x 80 + 2 x 4 = 568 s.
@@ -216,10 +217,10 @@ def test_a_scaled_down_presets_verdict_says_what_it_cannot_show_and_reaches_the_
             for v, e in (("plain20", 20.0), ("plain56", 25.0), ("resnet20", 19.0), ("resnet56", 18.0))
         ],
     )
-    results.write_report(PVR, tmp_path)
+    report.write_report(PVR, tmp_path)
     cannot = get_experiment(PVR).presets["cpu"].cannot_show
     assert cannot and f"What this preset cannot show: {cannot}." in (tmp_path / PVR / "README.md").read_text()
-    index = results.write_index(tmp_path).read_text()
+    index = report.write_index(tmp_path).read_text()
     (line,) = [x for x in index.splitlines() if x.startswith(f"| [{PVR}]")]
     # The whole verdict: the headline, each ordering, and what the preset cannot show.
     assert "cpu preset, 5.5% of the paper recipe's training images" in line
@@ -237,9 +238,9 @@ def test_csv_has_one_row_per_run_with_its_numbers(tmp_path):
             make_record(PVR, "plain56", 0, test_error=None, status="diverged"),
         ],
     )
-    results.write_report(PVR, tmp_path)
+    report.write_report(PVR, tmp_path)
     frame = pd.read_csv(tmp_path / PVR / "results.csv")
-    assert list(frame.columns) == list(results.RUN_COLUMNS)
+    assert list(frame.columns) == list(runs.RUN_COLUMNS)
     assert len(frame) == 3
     plain20 = frame[frame.variant == "plain20"].sort_values("seed")
     assert plain20["value"].tolist() == pytest.approx([20.0, 22.0])
@@ -252,7 +253,7 @@ def test_csv_has_one_row_per_run_with_its_numbers(tmp_path):
 @pytest.mark.smoke
 def test_plots_are_png_files(tmp_path):
     write_records(tmp_path, PVR, [make_record(PVR, v) for v in ("plain20", "plain56", "resnet20", "resnet56")])
-    results.write_report(PVR, tmp_path)
+    report.write_report(PVR, tmp_path)
     (plot,) = (tmp_path / PVR).glob("*.png")
     data = plot.read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 5000
@@ -275,10 +276,10 @@ def test_ordering_sentences_follow_the_numbers(tmp_path):
         [make_record(PVR, v, preset="paper", n_train=45_000, train_errors=_full_history(f), test_error=tests[v]) for v, f in finals.items()],
     )
     experiment = get_experiment(PVR)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    group = results.Group("paper", "")
-    assert results.training_fraction(experiment, results._in(rows, group)) == pytest.approx(1.0)
-    outcomes = results.ordering_results(experiment, rows, group)
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    group = runs.Group("paper", "")
+    assert claims.training_fraction(experiment, runs.in_group(rows, group)) == pytest.approx(1.0)
+    outcomes = claims.ordering_results(experiment, rows, group)
     # The whole training curves (after the first epoch; depth within each family, then each
     # residual net against its plain twin), the final training errors, the tests.
     assert [o.holds for o in outcomes] == [True, False, True, True, True, False, True, False]
@@ -287,7 +288,7 @@ def test_ordering_sentences_follow_the_numbers(tmp_path):
         "the paper's ordering holds (gap 0.0 to 4.0 points) (one seed: the gap's noise is not measured)"
     )
     assert "does not hold at any of them (resnet56 above by 0.0 to 1.0 points)" in outcomes[1].sentence
-    head = results.verdict(experiment, rows, group)[0]
+    head = claims.verdict(experiment, rows, group)[0]
     assert "the paper's full training" in head and "5 of 8 hold" in head
     assert "resnet20 -0.75" in head  # 8.0 - 8.75
 
@@ -299,11 +300,11 @@ def test_curve_ordering_names_the_epochs_where_it_fails(tmp_path):
         make_record(PVR, v, 0, preset="cpu", n_train=45_000, train_errors=c) for v, c in curves.items()
     ])  # fmt: skip
     experiment = get_experiment(PVR)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    (curve, *_) = results.ordering_results(experiment, rows, results.Group("cpu", ""))
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    (curve, *_) = claims.ordering_results(experiment, rows, runs.Group("cpu", ""))
     # Epoch 1 is left out (plain56 below there); at epoch 3 plain20's 40 is above 38.
-    assert curve == results.Outcome(
-        results.DOES_NOT_HOLD,
+    assert curve == claims.Outcome(
+        claims.DOES_NOT_HOLD,
         "plain20 below plain56 in training error at every epoch after the first (epochs 2-4): "
         "the paper's ordering does not hold at 1 of 3 epochs (3) (one seed: the gap's noise is not measured)",
     )
@@ -320,10 +321,10 @@ def test_curve_ordering_over_seeds_reads_each_epoch_against_its_noise(tmp_path):
         for v, runs in (("plain20", plain20), ("plain56", plain56)) for s, c in runs.items()
     ])  # fmt: skip
     experiment = get_experiment(PVR)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    (curve, *_) = results.ordering_results(experiment, rows, results.Group("cpu", ""))
-    assert curve == results.Outcome(
-        results.WITHIN_NOISE,
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    (curve, *_) = claims.ordering_results(experiment, rows, runs.Group("cpu", ""))
+    assert curve == claims.Outcome(
+        claims.WITHIN_NOISE,
         "plain20 below plain56 in training error at every epoch after the first (epochs 2-4, 2 seeds): "
         "the paper's ordering holds at 2 of 3 epochs (2, 4); within noise at 1 of 3 epochs (3)",
     )
@@ -340,9 +341,9 @@ def test_the_verdict_says_whether_the_presets_regime_held(tmp_path):
     ] + [make_record(name, "fc", 0, preset="cpu", n_train=10_000, test_error=33.0, train_errors=(60.0, 40.0, 30.0, 20.0, 12.0))]  # fmt: skip
     write_records(tmp_path, name, records)
     experiment = get_experiment(name)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    group = results.Group("cpu", "")
-    assert results.regime_results(experiment, rows, group) == [
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    group = runs.Group("cpu", "")
+    assert claims.regime_results(experiment, rows, group) == [
         (
             True,
             "The regime this preset needs, the net without dropout overfits (none's final "
@@ -352,30 +353,30 @@ def test_the_verdict_says_whether_the_presets_regime_held(tmp_path):
     ]
     # 5 epochs on 10,000 images: 0.56% of the paper's images, but a cpu preset tests the claim at
     # its scale: the verdict judges it (without the paper's errors) and says what it cannot show.
-    sentences = results.verdict(experiment, rows, group)
+    sentences = claims.verdict(experiment, rows, group)
     assert sentences[0] == "cpu preset, 0.56% of the paper recipe's training images: the paper's orderings all hold."
     assert sentences[1] == (
         "fc 33.00 vs none 38.00 ± 0.00 (test error %): the paper's ordering holds (one seed: the gap's "
         "noise is not measured)."
     )
     assert sentences[-1].startswith("What this preset cannot show: the paper's error rates")
-    results.write_report(name, tmp_path)
+    report.write_report(name, tmp_path)
     assert "the net without dropout overfits (none's final training error below 5%): holds, 2.50%" in (
         tmp_path / name / "README.md"
     ).read_text()
-    (line,) = [x for x in results.write_index(tmp_path).read_text().splitlines() if x.startswith(f"| [{name}]")]
+    (line,) = [x for x in report.write_index(tmp_path).read_text().splitlines() if x.startswith(f"| [{name}]")]
     assert all(s in line for s in sentences)
     # A net that still underfits: the verdict says the comparison was made outside the regime.
     write_records(tmp_path, name, [make_record(name, "none", 2, preset="cpu", n_train=10_000, train_errors=(60.0, 40.0, 22.0))])
-    rows, _ = results.load_rows(experiment, tmp_path)
-    ((holds, sentence),) = results.regime_results(experiment, rows, group)
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    ((holds, sentence),) = claims.regime_results(experiment, rows, group)
     assert not holds and "does not hold, 9.00%" in sentence  # (2 + 3 + 22) / 3
     assert sentence.endswith("the comparison was not made in the regime the claim is about")
 
 
 @pytest.mark.smoke
 def test_a_regime_must_name_a_variant_of_its_preset():
-    from keras_cnns.experiments import Preset, Regime
+    from keras_cnns.lab.experiments import Preset, Regime
 
     configs = get_experiment("dropout-cifar").presets["smoke"].configs
     with pytest.raises(ValueError, match="regime names a variant not in the preset: 'nope'"):
@@ -386,8 +387,8 @@ def test_a_regime_must_name_a_variant_of_its_preset():
 def test_small_runs_say_they_cannot_be_compared(tmp_path):
     write_records(tmp_path, PVR, [make_record(PVR, v) for v in ("plain20", "plain56")])
     experiment = get_experiment(PVR)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    head = results.verdict(experiment, rows, results.Group("smoke", ""))[0]
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    head = claims.verdict(experiment, rows, runs.Group("smoke", ""))[0]
     assert head.startswith("smoke preset: too little training to compare with the paper")
 
 
@@ -403,14 +404,14 @@ def test_ratio_and_epochs_to_target_for_relu_vs_tanh(tmp_path):
         ],
     )
     experiment = get_experiment(name)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    group = results.Group("smoke", "")
-    assert results.ratio_results(experiment, rows, group) == [
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    group = runs.Group("smoke", "")
+    assert claims.ratio_results(experiment, rows, group) == [
         "Epochs to 25% training error, tanh / ReLU: 3.00 (paper: 6)",  # 6 / 2
         "Seconds to 25% training error, tanh / ReLU: 3.75; from runs that did not take turns on the "
         "machine, so other jobs' load can move it",  # 30 / 8
     ]
-    assert [o.holds for o in results.ordering_results(experiment, rows, group)] == [True]
+    assert [o.holds for o in claims.ordering_results(experiment, rows, group)] == [True]
 
 
 @pytest.mark.smoke
@@ -419,13 +420,13 @@ def test_pick_sweep_prefers_fewest_epochs_then_lowest_final_error():
     slow = make_record(name, "relu", train_errors=(40.0, 30.0, 24.0), sweep_value=0.01, phase="sweep")
     fast = make_record(name, "relu", train_errors=(30.0, 20.0, 19.0), sweep_value=0.02, phase="sweep")
     diverged = make_record(name, "relu", train_errors=(10.0, 5.0), sweep_value=0.08, phase="sweep", status="diverged", test_error=None)
-    value, reason = results.pick_sweep([slow, fast, diverged], "learning_rate", 25.0)
+    value, reason = runs.pick_sweep([RunRecord.from_json(r) for r in (slow, fast, diverged)], "learning_rate", 25.0)
     assert value == 0.02 and "fewest epochs" in reason
     low = make_record(name, "relu", train_errors=(60.0, 50.0), sweep_value=0.01, phase="sweep")
     lower = make_record(name, "relu", train_errors=(60.0, 45.0), sweep_value=0.04, phase="sweep")
-    value, reason = results.pick_sweep([low, lower], "learning_rate", 25.0)
+    value, reason = runs.pick_sweep([RunRecord.from_json(r) for r in (low, lower)], "learning_rate", 25.0)
     assert value == 0.04 and "no value reached" in reason
-    assert results.pick_sweep([diverged], "learning_rate", 25.0)[0] is None
+    assert runs.pick_sweep([RunRecord.from_json(diverged)], "learning_rate", 25.0)[0] is None
 
 
 @pytest.mark.smoke
@@ -434,8 +435,9 @@ def test_latest_record_of_a_run_wins_and_completed_beats_diverged():
     old = make_record(PVR, "plain20", test_error=30.0, run_id="old-config")
     new = make_record(PVR, "plain20", test_error=20.0, run_id="new-config")
     diverged_after = make_record(PVR, "plain20", test_error=None, status="diverged", run_id="new-config")
-    assert match_key(old["tags"]) == match_key(new["tags"])
-    rows, superseded = results.run_rows(experiment, [old, new, diverged_after])
+    assert tag_key(old["tags"]) == tag_key(new["tags"])
+    records = [RunRecord.from_json(r) for r in (old, new, diverged_after)]
+    rows, superseded = runs.run_rows(experiment, records)
     assert [r["value"] for r in rows] == [20.0]
     assert superseded == 2
 
@@ -443,7 +445,7 @@ def test_latest_record_of_a_run_wins_and_completed_beats_diverged():
 @pytest.mark.smoke
 def test_index_has_one_line_per_experiment_and_links_only_those_with_records(tmp_path):
     write_records(tmp_path, PVR, [make_record(PVR, "plain20")])
-    results.write_index(tmp_path)
+    report.write_index(tmp_path)
     index = (tmp_path / "README.md").read_text()
     table = index.splitlines()[index.splitlines().index("|---|---|---|---|") + 1 :]
     first_cells = [t.split(" | ")[0].removeprefix("| ") for t in table]
@@ -457,40 +459,40 @@ def test_index_has_one_line_per_experiment_and_links_only_those_with_records(tmp
 
 @pytest.mark.smoke
 def test_report_without_records_says_so(tmp_path):
-    path = results.write_report("lenet5-mnist", tmp_path)
+    path = report.write_report("lenet5-mnist", tmp_path)
     assert "No runs recorded yet." in path.read_text()
     assert pd.read_csv(io.StringIO((tmp_path / "lenet5-mnist" / "results.csv").read_text())).empty
 
 
 @pytest.mark.smoke
 def test_report_links_a_search_beside_it_and_lists_the_presets(tmp_path):
-    text = results.write_report("lenet5-mnist", tmp_path).read_text()
+    text = report.write_report("lenet5-mnist", tmp_path).read_text()
     assert "Hyperparameter search" not in text and "--preset paper|quick|smoke " in text
     (tmp_path / "lenet5-mnist" / "tuning.md").write_text("# a search\n")
-    text = results.write_report("lenet5-mnist", tmp_path).read_text()
+    text = report.write_report("lenet5-mnist", tmp_path).read_text()
     assert "- **Hyperparameter search:** [tuning.md](tuning.md)" in text
 
 
 def test_summary_table_for_the_terminal_has_the_readme_rows(tmp_path):
     write_records(tmp_path, PVR, [make_record(PVR, "plain20", test_error=12.5), make_record(PVR, "resnet20", test_error=9.0)])
-    table = results.summary_table(PVR, tmp_path, preset="smoke").splitlines()
+    table = report.summary_table(PVR, tmp_path, preset="smoke").splitlines()
     assert table[0].split()[:3] == ["variant", "dataset", "paper"] and set(table[1]) <= {"-", " "}
     assert [line.split()[0] for line in table[2:]] == ["plain20", "resnet20"]
     assert "12.50 (n=1)" in table[2] and "9.00 (n=1)" in table[3]
-    assert results.summary_table(PVR, tmp_path, preset="quick") == ""  # nothing recorded
+    assert report.summary_table(PVR, tmp_path, preset="quick") == ""  # nothing recorded
 
 
 def test_front_page_shows_only_the_folder_it_was_generated_from(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(
-        f"# x\n\n{results.README_START}\nfrom [results/](results/README.md)\n{results.README_END}\n"
+        f"# x\n\n{report.README_START}\nfrom [results/](results/README.md)\n{report.README_END}\n"
     )
     before = readme.read_text()
     write_records(tmp_path / "runs", PVR, [make_record(PVR, "plain20")])
-    results.write_index(tmp_path / "runs")  # a user's own runs: the front page stays
+    report.write_index(tmp_path / "runs")  # a user's own runs: the front page stays
     assert readme.read_text() == before
     write_records(tmp_path / "results", PVR, [make_record(PVR, "plain20")])
-    results.write_index(tmp_path / "results")
+    report.write_index(tmp_path / "results")
     assert "[plain-vs-residual](results/plain-vs-residual/README.md)" in readme.read_text()
 
 
@@ -512,13 +514,13 @@ def test_runs_of_an_earlier_model_revision_are_kept_apart_never_averaged(tmp_pat
 
     write_records(tmp_path, PVR, [record(0, 30.0, None), record(1, 32.0, None), record(0, 10.0, current)])
     experiment = get_experiment(PVR)
-    rows, superseded = results.load_rows(experiment, tmp_path)
+    rows, superseded = runs.load_rows(experiment, tmp_path)
     assert superseded == 0 and len(rows) == 3  # the same tags, two revisions: three runs
-    found = results.groups(rows)
-    assert found == [results.Group("cpu", ""), results.Group("cpu", "", earlier_models=True)]
-    assert [r["test_error"] for r in results._in(rows, found[0])] == [10.0]
-    assert sorted(r["test_error"] for r in results._in(rows, found[1])) == [30.0, 32.0]
-    results.write_report(PVR, tmp_path)
+    found = runs.groups(rows)
+    assert found == [runs.Group("cpu", ""), runs.Group("cpu", "", earlier_models=True)]
+    assert [r["test_error"] for r in runs.in_group(rows, found[0])] == [10.0]
+    assert sorted(r["test_error"] for r in runs.in_group(rows, found[1])) == [30.0, 32.0]
+    report.write_report(PVR, tmp_path)
     text = (tmp_path / PVR / "README.md").read_text()
     assert "## Preset `cpu`" in text and "## Preset `cpu, earlier models`" in text
     assert text.index("## Preset `cpu`") < text.index("## Preset `cpu, earlier models`")
@@ -534,36 +536,36 @@ def test_runs_of_an_earlier_model_revision_are_kept_apart_never_averaged(tmp_pat
 @pytest.mark.parametrize(
     ("gaps", "status", "phrase"),
     [
-        ((1.5,), results.HOLDS, "holds (one seed: the gap's noise is not measured)"),
-        ((-0.5,), results.DOES_NOT_HOLD, "does not hold (one seed: the gap's noise is not measured)"),
-        ((0.8, 1.1, 1.4), results.HOLDS, "holds in 3 of 3 seeds, gap 1.10 ± 0.30 points"),
-        ((-2.0, -1.0, -1.5), results.DOES_NOT_HOLD, "does not hold in any of 3 seeds, gap -1.50 ± 0.50 points"),
+        ((1.5,), claims.HOLDS, "holds (one seed: the gap's noise is not measured)"),
+        ((-0.5,), claims.DOES_NOT_HOLD, "does not hold (one seed: the gap's noise is not measured)"),
+        ((0.8, 1.1, 1.4), claims.HOLDS, "holds in 3 of 3 seeds, gap 1.10 ± 0.30 points"),
+        ((-2.0, -1.0, -1.5), claims.DOES_NOT_HOLD, "does not hold in any of 3 seeds, gap -1.50 ± 0.50 points"),
         # The seeds disagree in sign: within noise whatever the mean.
-        ((3.0, 2.0, -0.1), results.WITHIN_NOISE, "within noise: holds in 2 of 3 seeds, gap 1.63 ± 1.58 points"),
+        ((3.0, 2.0, -0.1), claims.WITHIN_NOISE, "within noise: holds in 2 of 3 seeds, gap 1.63 ± 1.58 points"),
         # All positive, but the mean is below twice its std.
-        ((0.1, 0.2, 1.5), results.WITHIN_NOISE, "within noise: holds in 3 of 3 seeds, gap 0.60 ± 0.78 points"),
+        ((0.1, 0.2, 1.5), claims.WITHIN_NOISE, "within noise: holds in 3 of 3 seeds, gap 0.60 ± 0.78 points"),
         # A zero gap agrees with neither sign.
-        ((1.0, 0.0), results.WITHIN_NOISE, "within noise: holds in 1 of 2 seeds, gap 0.50 ± 0.71 points"),
+        ((1.0, 0.0), claims.WITHIN_NOISE, "within noise: holds in 1 of 2 seeds, gap 0.50 ± 0.71 points"),
     ],
 )
 def test_the_noise_rule(gaps, status, phrase):
-    assert results.gap_verdict(gaps) == results.GapVerdict(status, phrase)
+    assert claims.gap_verdict(gaps) == claims.GapVerdict(status, phrase)
 
 
 @pytest.mark.smoke
 def test_the_noise_rule_needs_a_gap():
     with pytest.raises(ValueError):
-        results.gap_verdict(())
+        claims.gap_verdict(())
 
 
 @pytest.mark.smoke
 @pytest.mark.parametrize(
     ("fc", "none", "status", "words"),
     [
-        ((27.0, 27.2, 26.9), (28.0, 28.1, 28.2), results.HOLDS, "holds in 3 of 3 seeds, gap 1.07 ± 0.21 points"),
-        ((27.5, 26.8, 27.9), (27.6, 27.4, 27.5), results.WITHIN_NOISE, "within noise: holds in 2 of 3 seeds"),
-        ((29.0, 29.5, 29.2), (28.0, 28.1, 28.2), results.DOES_NOT_HOLD, "does not hold in any of 3 seeds"),
-        ((27.0,), (28.0,), results.HOLDS, "holds (one seed: the gap's noise is not measured)"),
+        ((27.0, 27.2, 26.9), (28.0, 28.1, 28.2), claims.HOLDS, "holds in 3 of 3 seeds, gap 1.07 ± 0.21 points"),
+        ((27.5, 26.8, 27.9), (27.6, 27.4, 27.5), claims.WITHIN_NOISE, "within noise: holds in 2 of 3 seeds"),
+        ((29.0, 29.5, 29.2), (28.0, 28.1, 28.2), claims.DOES_NOT_HOLD, "does not hold in any of 3 seeds"),
+        ((27.0,), (28.0,), claims.HOLDS, "holds (one seed: the gap's noise is not measured)"),
     ],
 )
 def test_orderings_pair_the_seeds_and_read_the_gap_against_its_noise(tmp_path, fc, none, status, words):
@@ -573,11 +575,11 @@ def test_orderings_pair_the_seeds_and_read_the_gap_against_its_noise(tmp_path, f
         for v, errors in (("fc", fc), ("none", none)) for s, e in enumerate(errors)
     ])  # fmt: skip
     experiment = get_experiment(name)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    (outcome,) = results.ordering_results(experiment, rows, results.Group("cpu", ""))
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    (outcome,) = claims.ordering_results(experiment, rows, runs.Group("cpu", ""))
     assert outcome.status == status and words in outcome.sentence, outcome.sentence
-    head = results.verdict(experiment, rows, results.Group("cpu", ""))[0]
-    if status == results.WITHIN_NOISE:
+    head = claims.verdict(experiment, rows, runs.Group("cpu", ""))[0]
+    if status == claims.WITHIN_NOISE:
         assert head.endswith("of the paper's 1 orderings 1 within noise.")
 
 
@@ -590,8 +592,8 @@ def test_a_verdict_says_when_the_validation_split_ranks_the_variants_otherwise(t
         make_record(name, "none", 0, preset="cpu", n_train=10_000, test_error=27.83, train_errors=(50.0, 0.0), val_errors=(50.0, 25.80)),
     ])  # fmt: skip
     experiment = get_experiment(name)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    (outcome,) = results.ordering_results(experiment, rows, results.Group("cpu", ""))
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    (outcome,) = claims.ordering_results(experiment, rows, runs.Group("cpu", ""))
     assert outcome.sentence.endswith(
         "; the validation split ranks them the other way (fc 26.84 vs none 25.80 validation error %)"
     )
@@ -607,7 +609,7 @@ def test_a_section_lists_only_the_deviations_its_own_runs_have(tmp_path):
     modern = make_record(name, "lenet5_modern", 0, preset="paper", n_train=60_000)
     modern["config"].update(optimizer="adam")
     write_records(tmp_path, name, [adam, tuned, modern])
-    results.write_report(name, tmp_path)
+    report.write_report(name, tmp_path)
     text = (tmp_path / name / "README.md").read_text()
     plain, rest = text.split("## Preset `paper with tuned values`")
     assert "Adam (lr 1e-3" in plain and "lenet5_modern is a textbook variant" in plain
@@ -620,7 +622,7 @@ def test_a_section_lists_only_the_deviations_its_own_runs_have(tmp_path):
     full = make_record(PVR, "plain20", 0, preset="cpu", n_train=45_000)
     full["config"].update(val_size=5000)
     write_records(tmp_path, PVR, [small, full])
-    results.write_report(PVR, tmp_path)
+    report.write_report(PVR, tmp_path)
     cpu, smoke = (tmp_path / PVR / "README.md").read_text().split("## Preset `smoke`")
     assert "Trained on 45,000 images" in cpu and "Trained on 45,000 images" not in smoke
 
@@ -639,14 +641,14 @@ def test_a_scaled_down_verdict_links_the_full_length_runs_and_plots_mark_the_dro
         full.append(r)
     write_records(tmp_path, PVR, cpu + full)
     experiment = get_experiment(PVR)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    assert results._lr_changes(results._in(rows, results.Group("paper", ""))) == [91, 136]
-    sentences = results.verdict(experiment, rows, results.Group("cpu", ""))
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    assert report._lr_changes(runs.in_group(rows, runs.Group("paper", ""))) == [91, 136]
+    sentences = claims.verdict(experiment, rows, runs.Group("cpu", ""))
     assert sentences[-1].startswith("At full length, [the paper preset](#preset-paper): paper preset, the paper's full training")
     assert "resnet56 7.20 vs resnet20 8.90 (test error %): the paper's ordering holds" in " ".join(
-        results.verdict(experiment, rows, results.Group("paper", ""))
+        claims.verdict(experiment, rows, runs.Group("paper", ""))
     )
-    index = results.write_index(tmp_path).read_text()
+    index = report.write_index(tmp_path).read_text()
     (line,) = [x for x in index.splitlines() if x.startswith(f"| [{PVR}]")]
     # Both groups that test the claim, the link pointing into the experiment's page.
     assert f"[the paper preset]({PVR}/README.md#preset-paper)" in line
@@ -668,11 +670,11 @@ def test_an_overrides_group_is_read_against_the_presets_own_runs(tmp_path, bf16,
         for o, errors in (((), float32), (("precision=mixed_bfloat16",), bf16)) for s, e in enumerate(errors)
     ])  # fmt: skip
     experiment = get_experiment(PVR)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    (sentence,) = results.baseline_results(experiment, rows, results.Group("cpu", "precision=mixed_bfloat16"))
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    (sentence,) = claims.baseline_results(experiment, rows, runs.Group("cpu", "precision=mixed_bfloat16"))
     assert sentence.startswith("resnet20 with --set precision=mixed_bfloat16: ")
     assert sentence.endswith(reading)
-    assert results.baseline_results(experiment, rows, results.Group("cpu", "")) == []
+    assert claims.baseline_results(experiment, rows, runs.Group("cpu", "")) == []
 
 
 @pytest.mark.smoke
@@ -692,8 +694,8 @@ def test_runs_with_a_stopping_rule_say_whether_their_validation_error_stopped_im
     ]
     write_records(tmp_path, name, records)
     experiment = get_experiment(name)
-    rows, _ = results.load_rows(experiment, tmp_path)
-    assert results.stopping_results(rows, results.Group("cpu", "")) == [
+    rows, _ = runs.load_rows(experiment, tmp_path)
+    assert claims.stopping_results(rows, runs.Group("cpu", "")) == [
         "none: the stopping rule (3 epochs without a lower validation error) ended 2 of 2 runs; "
         "lowest validation error at epoch 3.5 ± 0.7 of 6.5 ± 0.7 trained: its validation error had stopped "
         "improving in every run",

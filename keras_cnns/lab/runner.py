@@ -1,18 +1,18 @@
 """The runner: plans an experiment's runs and trains the ones not done yet.
 
-The experiments themselves are data in ``keras_cnns.experiments`` (``Experiment``, ``Preset``,
+The experiments themselves are data in ``keras_cnns.lab.experiments`` (``Experiment``, ``Preset``,
 ``Sweep``; the reproductions in ``reproductions/``). ``plan_runs`` and ``plan_sweep`` turn a
 preset into ``PlannedRun``\\ s, every variant x dataset x seed, validated before anything trains.
 
 ``run_experiment`` trains them through ``keras_cnns.training.train`` into
 ``<out>/<experiment>/`` (records in ``records.jsonl``, checkpoints beside them) and then
-regenerates that experiment's report (``keras_cnns.results``). A run whose config
-(``TrainConfig.run_id``) already has a completed record with the same tags is skipped, so
+regenerates that experiment's report (``keras_cnns.lab.report``). A run that already has a
+completed record (``RunRecord.same_run``: the same run_id under the same tags) is skipped, so
 re-running a command resumes it. A preset's ``Sweep`` runs first: the best value is chosen
-from its records (``keras_cnns.results.pick_sweep``), and the main runs use it.
+from its records (``keras_cnns.lab.runs.pick_sweep``), and the main runs use it.
 
-Import order, bottom to top: ``experiments`` <- ``results``, ``tuning`` <- ``reproduce`` (this
-module) <- ``cli``. Keras is imported only when a run starts.
+Import order, bottom to top: ``experiments`` <- ``runs`` <- ``claims`` <- ``report``,
+``tuning`` <- ``runner`` (this module) <- ``cli``. Keras is imported only when a run starts.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from keras_cnns.errors import DivergedError, UserError
-from keras_cnns.experiment import TrainConfig
-from keras_cnns.experiments import RECORDS_FILE, Experiment, Preset, get_experiment, match_key
-from keras_cnns.records import DEFAULT_OUT_DIR
+from keras_cnns.lab.experiments import Experiment, Preset, get_experiment
+from keras_cnns.storage import DEFAULT_OUT_DIR
+from keras_cnns.training.config import TrainConfig
+from keras_cnns.training.record import RECORDS_FILE, RunRecord, tag_key
 
 # --- planning ---------------------------------------------------------------------------------------
 
@@ -188,7 +189,7 @@ def run_experiment(
     from_tuning: bool = False,
     devices: int | str = 1,
     verbose: int = 2,
-) -> list[dict]:
+) -> list[RunRecord]:
     """Run an experiment's preset: the sweep (if any), then every variant x dataset x seed.
 
     Records go to ``<out_dir>/<name>/records.jsonl`` (checkpoints to
@@ -226,7 +227,7 @@ def run_experiment(
     for run in [*sweep_runs, *planned]:
         run.config.replace(devices=devices)  # a batch that does not split over them fails now
 
-    from keras_cnns import results
+    from keras_cnns.lab import report, runs
 
     exp_dir = Path(out_dir) / experiment.name
     ledger = _Ledger(exp_dir / RECORDS_FILE, devices=devices)
@@ -236,13 +237,13 @@ def run_experiment(
         choice = {}
         if sweep_runs:
             sweep = experiment.preset(preset).sweep
-            by_cell: dict[tuple[str, str], list[dict]] = {}
+            by_cell: dict[tuple[str, str], list[RunRecord]] = {}
             for run in sweep_runs:
                 record = ledger.find(run)
                 if record is not None:
                     by_cell.setdefault((run.tags["variant"], run.tags["dataset"]), []).append(record)
             for cell, records in by_cell.items():
-                value, reason = results.pick_sweep(records, sweep.param, experiment.target_train_error)
+                value, reason = runs.pick_sweep(records, sweep.param, experiment.target_train_error)
                 if value is None:
                     raise UserError(f"every {sweep.param} of the {cell[0]} sweep diverged; nothing to choose from")
                 choice[cell] = value
@@ -256,16 +257,16 @@ def run_experiment(
     finally:
         # Whatever happened (an interrupt, a missing dataset), the report shows what is there.
         if ledger.path.is_file():
-            results.write_report(experiment.name, out_dir)
-            results.write_index(out_dir)
+            report.write_report(experiment.name, out_dir)
+            report.write_index(out_dir)
     return [r for r in done if r is not None]
 
 
 def _tuned_overrides(experiment, preset, out_dir, variants) -> dict[str, list[str]]:
-    from keras_cnns import tuning
+    from keras_cnns.lab import tuning_report
 
     chosen = _variants(experiment, experiment.preset(preset), variants)
-    return {v: tuning.best_overrides(experiment.name, out_dir, variant=v) for v in chosen}
+    return {v: tuning_report.best_overrides(experiment.name, out_dir, variant=v) for v in chosen}
 
 
 class _Ledger:
@@ -274,36 +275,46 @@ class _Ledger:
     def __init__(self, path: Path, devices: int | str = 1):
         self.path = path
         self.devices = devices
-        self.records: list[dict] = []
+        self.records: list[RunRecord] = []
         if path.is_file():
-            from keras_cnns.records import read_records, set_aside_torn_tail
+            from keras_cnns.storage import set_aside_torn_tail
 
             set_aside_torn_tail(path)  # a run killed mid-append: its re-run goes on
-            self.records = read_records(path)
+            self._read()
 
-    def find(self, run: PlannedRun, *, any_tags: bool = False) -> dict | None:
-        """The last record of ``run`` (completed before diverged), or ``None``."""
-        rid, key = run.run_id, match_key(run.tags)
-        mine = [r for r in self.records if r.get("run_id") == rid and (any_tags or match_key(r.get("tags") or {}) == key)]
-        completed = [r for r in mine if r.get("status") == "completed"]
+    def _read(self) -> None:
+        from keras_cnns.storage import read_records
+
+        self.records = [
+            RunRecord.from_json(d, where=f"{self.path}:{i}") for i, d in enumerate(read_records(self.path), start=1)
+        ]
+
+    def find(self, run: PlannedRun, *, any_tags: bool = False) -> RunRecord | None:
+        """The last record of ``run`` (completed before diverged), or ``None``; with
+        ``any_tags``, of the same computation under any tags."""
+        mine = [
+            r for r in self.records
+            if (r.run_id == run.run_id if any_tags else r.same_run(run.run_id, run.tags))
+        ]  # fmt: skip
+        completed = [r for r in mine if r.completed]
         return (completed or mine or [None])[-1]
 
-    def run(self, run: PlannedRun, *, data_dir, verbose: int) -> dict | None:
+    def run(self, run: PlannedRun, *, data_dir, verbose: int) -> RunRecord | None:
         """Train ``run`` unless it is done; returns its record (``None`` only on a bug)."""
-        from keras_cnns.records import append_record
+        from keras_cnns.storage import append_record
 
         label = _label(run)
         done = self.find(run)
-        if done is not None and done.get("status") == "completed":
+        if done is not None and done.completed:
             if verbose:
                 print(f"keras-cnns: {label}: already completed ({run.run_id}), skipped", flush=True)
             return done
         same_config = self.find(run, any_tags=True)
-        if same_config is not None and same_config.get("status") == "completed":
+        if same_config is not None and same_config.completed:
             # The same computation ran under other tags (a sweep run equal to a main run):
             # reuse its result rather than train it again.
-            record = {**same_config, "tags": dict(run.tags), "reused_from": same_config.get("tags")}
-            append_record(self.path, record)
+            record = same_config.with_tags(run.tags, reused=True)
+            append_record(self.path, record.to_json())
             self.records.append(record)
             if verbose:
                 print(f"keras-cnns: {label}: same config already trained ({run.run_id}), record reused", flush=True)
@@ -318,14 +329,12 @@ class _Ledger:
             record = training.train(config, out_dir=self.path.parent, data_dir=data_dir, tags=run.tags, verbose=verbose)
         except DivergedError as err:
             print(f"keras-cnns: {label}: diverged: {err}", flush=True)
-            from keras_cnns.records import read_records
-
-            self.records = read_records(self.path)
+            self._read()
             return self.find(run)
-        if match_key(record.get("tags") or {}) != match_key(run.tags):
+        if tag_key(record.tags) != tag_key(run.tags):
             # The engine returned a record kept in its checkpoint under older tags.
-            record = {**record, "tags": dict(run.tags), "reused_from": record.get("tags")}
-            append_record(self.path, record)
+            record = record.with_tags(run.tags, reused=True)
+            append_record(self.path, record.to_json())
         self.records.append(record)
         return record
 

@@ -272,9 +272,15 @@ class Placement:
             parts.append(batch[self.process_index * size : (self.process_index + 1) * size])
         return np.concatenate(parts) if parts else rows[:0]
 
-    def make_feed(self, x: np.ndarray, y: np.ndarray) -> ShardedFeed:
-        """A feed of in-memory arrays for this placement (see ``ShardedFeed``)."""
-        return ShardedFeed(self, x, y)
+    def make_feed(self, x: np.ndarray, y: np.ndarray, *, evaluation: bool = False):
+        """A feed of in-memory arrays for this placement: on one device the engine's own
+        (``feeds.make_feed`` for training and validation, a ``HostFeed`` for the test set,
+        whose batches the step never gathers on the device); on several, a ``ShardedFeed``."""
+        if self.distributed:
+            return ShardedFeed(self, x, y)
+        from keras_cnns.training.feeds import HostFeed, make_feed
+
+        return HostFeed(x, y) if evaluation else make_feed(x, y)
 
     # --- the model ------------------------------------------------------------------------------
 

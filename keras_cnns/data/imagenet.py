@@ -27,7 +27,7 @@ The pipeline (the standard ResNet recipe: Szegedy et al. 2015's crop as used by 
 
 The random draws of an epoch are a function of ``(seed, epoch)`` (stateless ops, a seeded
 shuffle of the files and of a 10,000-image buffer), so a resumed run reads what an
-uninterrupted one would. On several devices the streams follow ``keras_cnns.distribute``: a
+uninterrupted one would. On several devices the streams follow ``keras_cnns.training.distribute``: a
 last training batch that does not split evenly loses its last images, the evaluation is
 padded with weight-0 images, and with several JAX processes each reads its own shard.
 """
@@ -223,7 +223,7 @@ class StreamFeed:
 
     Attributes:
         size: the split's images.
-        padding: weight-0 images added to evaluations (``keras_cnns.distribute``).
+        padding: weight-0 images added to evaluations (``keras_cnns.training.distribute``).
     """
 
     on_device = False

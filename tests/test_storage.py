@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_cnns import records
+from keras_cnns import storage
 from keras_cnns.errors import DataError
 
 pytestmark = pytest.mark.smoke
@@ -20,13 +20,13 @@ RECORDS_PER_WRITER = 50
 
 def test_append_and_read_back_with_tag_filters(tmp_path):
     path = tmp_path / "sub" / "records.jsonl"  # parents are created
-    records.append_record(path, {"run_id": "a", "tags": {"experiment": "x", "preset": "smoke"}})
-    records.append_record(path, {"run_id": "b", "tags": {"experiment": "x", "preset": "paper"}})
-    records.append_record(path, {"run_id": "c", "tags": {}})
-    assert [r["run_id"] for r in records.read_records(path)] == ["a", "b", "c"]
-    assert [r["run_id"] for r in records.read_records(path, experiment="x")] == ["a", "b"]
-    assert [r["run_id"] for r in records.read_records(path, experiment="x", preset="paper")] == ["b"]
-    assert records.read_records(path, experiment="y") == []
+    storage.append_record(path, {"run_id": "a", "tags": {"experiment": "x", "preset": "smoke"}})
+    storage.append_record(path, {"run_id": "b", "tags": {"experiment": "x", "preset": "paper"}})
+    storage.append_record(path, {"run_id": "c", "tags": {}})
+    assert [r["run_id"] for r in storage.read_records(path)] == ["a", "b", "c"]
+    assert [r["run_id"] for r in storage.read_records(path, experiment="x")] == ["a", "b"]
+    assert [r["run_id"] for r in storage.read_records(path, experiment="x", preset="paper")] == ["b"]
+    assert storage.read_records(path, experiment="y") == []
 
 
 def test_values_become_strict_json(tmp_path):
@@ -40,7 +40,7 @@ def test_values_become_strict_json(tmp_path):
         "tuple": (1, 2),
         "path": tmp_path,
     }
-    records.append_record(path, record)
+    storage.append_record(path, record)
     line = path.read_text()
     assert "NaN" not in line and "Infinity" not in line and line.count("\n") == 1
     back = json.loads(line)  # strict JSON
@@ -54,26 +54,26 @@ def test_values_become_strict_json(tmp_path):
         "path": str(tmp_path),
     }
     with pytest.raises(TypeError, match="object"):
-        records.append_record(path, {"x": object()})
+        storage.append_record(path, {"x": object()})
     assert path.read_text() == line  # a refused record writes nothing
 
 
 def test_a_damaged_line_is_named_by_file_and_line(tmp_path):
     path = tmp_path / "records.jsonl"
-    records.append_record(path, {"run_id": "a"})
+    storage.append_record(path, {"run_id": "a"})
     with path.open("a") as f:
         f.write('{"run_id": "b", "tru\n')
-    records.append_record(path, {"run_id": "c"})
+    storage.append_record(path, {"run_id": "c"})
     with pytest.raises(DataError, match=rf"{path}:2: damaged record"):
-        records.read_records(path)
+        storage.read_records(path)
     with pytest.raises(DataError, match="no records file"):
-        records.read_records(tmp_path / "missing.jsonl")
+        storage.read_records(tmp_path / "missing.jsonl")
 
 
 def _append_many(path: str, writer: int) -> None:
     # Long records, so that a torn or interleaved write would show.
     for i in range(RECORDS_PER_WRITER):
-        records.append_record(path, {"writer": writer, "i": i, "pad": "x" * (20000 + 37 * writer)})
+        storage.append_record(path, {"writer": writer, "i": i, "pad": "x" * (20000 + 37 * writer)})
 
 
 def test_concurrent_appends_keep_every_line_whole(tmp_path):
@@ -97,8 +97,8 @@ def test_concurrent_appends_keep_every_line_whole(tmp_path):
 
 def test_atomic_write_replaces_whole_and_leaves_no_temp_files(tmp_path, monkeypatch):
     path = tmp_path / "out" / "table.md"
-    records.atomic_write_text(path, "old\n")
-    records.atomic_write_bytes(path, b"new\n")
+    storage.atomic_write_text(path, "old\n")
+    storage.atomic_write_bytes(path, b"new\n")
     assert path.read_bytes() == b"new\n"
     assert oct(path.stat().st_mode & 0o777) == oct(0o644)
 
@@ -107,6 +107,6 @@ def test_atomic_write_replaces_whole_and_leaves_no_temp_files(tmp_path, monkeypa
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
-        records.atomic_write_text(path, "half-written\n")
+        storage.atomic_write_text(path, "half-written\n")
     assert path.read_text() == "new\n"  # the old file is untouched
     assert sorted(p.name for p in path.parent.iterdir()) == ["table.md"]  # the temp file is gone
