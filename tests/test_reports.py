@@ -354,7 +354,9 @@ def test_the_verdict_says_whether_the_presets_regime_held(tmp_path):
     # 5 epochs on 10,000 images: 0.56% of the paper's images, but a cpu preset tests the claim at
     # its scale: the verdict judges it (without the paper's errors) and says what it cannot show.
     sentences = claims.verdict(experiment, rows, group)
-    assert sentences[0] == "cpu preset, 0.56% of the paper recipe's training images: the paper's orderings all hold."
+    assert sentences[0] == (
+        "cpu preset, 0.56% of the paper recipe's training images, 1 to 2 seeds a variant: the paper's orderings all hold."
+    )
     assert sentences[1] == (
         "fc 33.00 vs none 38.00 ± 0.00 (test error %): the paper's ordering holds (one seed: the gap's "
         "noise is not measured)."
@@ -671,9 +673,11 @@ def test_an_overrides_group_is_read_against_the_presets_own_runs(tmp_path, bf16,
     ])  # fmt: skip
     experiment = get_experiment(PVR)
     rows, _ = runs.load_rows(experiment, tmp_path)
-    (sentence,) = claims.baseline_results(experiment, rows, runs.Group("cpu", "precision=mixed_bfloat16"))
+    sentence, speed = claims.baseline_results(experiment, rows, runs.Group("cpu", "precision=mixed_bfloat16"))
     assert sentence.startswith("resnet20 with --set precision=mixed_bfloat16: ")
     assert sentence.endswith(reading)
+    # Equal epoch times in the made-up records: a ratio of 1, said to come from runs apart.
+    assert speed.startswith("resnet20 seconds per epoch (fastest epoch) with --set precision=mixed_bfloat16 over without: 1.00; from runs that did not take turns")
     assert claims.baseline_results(experiment, rows, runs.Group("cpu", "")) == []
 
 

@@ -376,7 +376,7 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
             "the paper's full training"
             if fraction >= FULL
             else f"{pct} of the paper recipe's training images"
-        )
+        ) + f", {_seeds_phrase(done)}"
         if decided and not noisy:
             verb = (
                 "all hold"
@@ -492,7 +492,29 @@ def baseline_results(experiment: Experiment, rows, group: Group) -> list[str]:
                 f"{variant} with --set {group.overrides}: {_stat_text(ours)} against {_stat_text(without)} "
                 f"without ({experiment.metric_label()}{' on ' + dataset if len({r['dataset'] for r in done}) > 1 else ''}): {reading}"
             )
+            fast = cell_stat(done, variant, dataset, "epoch_time")
+            slow = cell_stat(base, variant, dataset, "epoch_time")
+            if fast.n and slow.n and slow.mean > 0:
+                # The runs trained one after another under whatever else the machine ran: the
+                # interleaved measurement of a precision's speed is the benchmark's.
+                out.append(
+                    f"{variant} seconds per epoch (fastest epoch) with --set {group.overrides} over "
+                    f"without: {fast.mean / slow.mean:.2f}; from runs that did not take turns on the "
+                    "machine, so other jobs' load can move it (measured taking turns: "
+                    "[benchmarks/README.md](../benchmarks/README.md))"
+                )
     return out
+
+
+def _seeds_phrase(done) -> str:
+    """How many seeds the group's verdict rests on: ``3 seeds``, or ``1 to 3 seeds a variant``."""
+    counts = {}
+    for r in done:
+        counts.setdefault((r["variant"], r["dataset"]), set()).add(r["seed"])
+    sizes = sorted({len(s) for s in counts.values()})
+    if len(sizes) == 1:
+        return f"{sizes[0]} seed" + ("s" if sizes[0] > 1 else "")
+    return f"{sizes[0]} to {sizes[-1]} seeds a variant"
 
 
 def _anchor(group: Group) -> str:
