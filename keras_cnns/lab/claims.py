@@ -35,8 +35,6 @@ from keras_cnns.lab.runs import (
 # Below this fraction of the paper recipe's images seen, a run says nothing about the claim
 # (unless its preset is a scaled-down test of it: see ``tests_the_claim``).
 TOO_LITTLE = 0.05
-
-
 # From this fraction on, a run had (about) the paper's full training.
 FULL = 0.9
 
@@ -72,15 +70,10 @@ def _quantity_words(experiment: Experiment, quantity: str) -> str:
 TIME_QUANTITIES = ("seconds_to_target", "epoch_time")
 
 
+# What a claim checked on the runs comes to (``Outcome.status``).
 HOLDS = "holds"
-
-
 DOES_NOT_HOLD = "does not hold"
-
-
 WITHIN_NOISE = "within noise"
-
-
 UNDECIDED = "undecided"
 
 

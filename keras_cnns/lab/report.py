@@ -61,14 +61,8 @@ from keras_cnns.storage import (
 from keras_cnns.training.record import RECORDS_FILE
 
 INDEX_FILE = "README.md"
-
-
 REPORT_FILE = "README.md"
-
-
 CSV_FILE = "results.csv"
-
-
 PLOT_SUFFIX = "-curves.png"
 # The project README's results block, between these markers (see ``write_index``).
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -126,7 +120,7 @@ def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> byt
         what += "; learning-rate changes dotted"
     if len(experiment.curves) == 1:
         what = what.replace(" (dashed)", "").replace(" (solid)", "")
-    title = f"{experiment.name}, {group.label} preset, {dataset}: {what}"
+    title = f"{experiment.name}, preset {group.label}, {dataset}: {what}"
     if len(title) > 60 * len(panels):  # wider than the figure at this size: two lines
         title = title.replace(": ", "\n", 1)
     fig.suptitle(title, fontsize=10)

@@ -30,8 +30,7 @@ from keras_cnns.training.record import RECORDS_FILE, EpochLog, RunRecord
 # Training-set sizes before the validation split (the paper presets train on all of it less
 # val_size): how much of a paper's training a run had is measured in images seen.
 TRAIN_SIZES = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "fashion_mnist": 60_000}
-
-
+# The CSV's columns, one row per run.
 RUN_COLUMNS = (
     "preset", "overrides", "tuned", "phase", "variant", "dataset", "seed", "status", "metric", "value",
     "test_error", "final_train_error", "epochs_to_target", "seconds_to_target", "epoch_time",
