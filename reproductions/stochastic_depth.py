@@ -113,7 +113,7 @@ CPU = Preset(
         "24 without.",
         "CPU: an epoch's seconds include its validation pass (5,000 images, forward only, every "
         "block running as at inference), the same for both nets, so the ratio of epochs is "
-        "nearer 1 than that of the training steps alone (ResNet-56: 0.75 in "
+        "nearer 1 than that of the training steps alone (measured taking turns in "
         "results/benchmarks/stochastic_depth.md).",
     ),
     cannot_show=(
