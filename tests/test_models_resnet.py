@@ -218,7 +218,7 @@ def test_every_strided_convolution_is_centred_on_the_pixel_the_shortcut_takes(na
         if conv.use_bias:
             conv.bias.assign(np.zeros(cout, "float32"))
         probe = keras.Model(model.input, [block_input, conv.output])
-        x, y = (np.asarray(t) for t in probe(images))
+        x, y = (keras.ops.convert_to_numpy(t) for t in probe(images))
         c = min(cin, cout)
         np.testing.assert_allclose(y[..., :c], x[:, ::2, ::2, :c], atol=1e-6, err_msg=conv.name)
 
@@ -235,7 +235,7 @@ def test_option_a_shortcut_and_branch_see_the_same_pixels():
     conv.kernel.assign(kernel)
     probe = keras.Model(model.input, [model.get_layer("stage2_block1_shortcut").output, conv.output])
     images = np.random.default_rng(1).normal(size=(2, 4, 4, 3)).astype("float32")
-    s, y = (np.asarray(t) for t in probe(images))
+    s, y = (keras.ops.convert_to_numpy(t) for t in probe(images))
     np.testing.assert_allclose(y[..., :16], s[..., :16], atol=1e-6)
 
 
