@@ -203,7 +203,7 @@ EXPERIMENT = Experiment(
         Deviation(
             "Not stated in the paper: whether its baseline had max-norm. Ours has none (the paper "
             "presents max-norm as the regulariser that goes with dropout, Sec. 5.1).",
-            variants=("none",),
+            when={"model_kwargs": {"dropout": "none", "max_norm": False}},
         ),
         Deviation("Trained on 45,000 images (5,000 held out for validation).", when={"val_size": 5000, "train_subset": None}),
     ),
