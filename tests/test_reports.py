@@ -527,6 +527,12 @@ def test_runs_of_an_earlier_model_revision_are_kept_apart_never_averaged(tmp_pat
     assert "## Preset `cpu`" in text and "## Preset `cpu, earlier models`" in text
     assert text.index("## Preset `cpu`") < text.index("## Preset `cpu, earlier models`")
     assert get_entry("resnet20_cifar").revision_note in text
+    # The headline (which the index shows on its own) names the earlier models; the index
+    # lists the groups apart.
+    assert claims.verdict(experiment, rows, found[1])[0].startswith("cpu preset (earlier models)")
+    assert claims.verdict(experiment, rows, found[0])[0].startswith("cpu preset,")
+    report.write_index(tmp_path)
+    assert "cpu (CPU); cpu, earlier models (CPU)" in (tmp_path / "README.md").read_text()
     csv = (tmp_path / PVR / "results.csv").read_text()
     assert csv.splitlines()[0].split(",").count("model_revision") == 1
 

@@ -356,9 +356,11 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     held = sum(decided)
     preset = experiment.presets.get(group.preset)
     claim = tests_the_claim(experiment, group, fraction)
+    # Runs of earlier models say so in their headline, which the index shows on its own.
+    name = f"{group.preset} preset" + (" (earlier models)" if group.earlier_models else "")
     if not claim:
         head = (
-            f"{group.preset} preset: too little training to compare with the paper ({pct} of the "
+            f"{name}: too little training to compare with the paper ({pct} of the "
             "paper recipe's training images seen); this run shows that the pipeline works end "
             "to end, not whether the claim holds"
         )
@@ -376,14 +378,14 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
                 if held == len(decided)
                 else ("none holds" if held == 0 else f"{held} of {len(decided)} hold")
             )
-            head = f"{group.preset} preset, {budget}: the paper's orderings {verb}"
+            head = f"{name}, {budget}: the paper's orderings {verb}"
         elif decided or noisy:
             counts = [f"{held} hold", f"{len(decided) - held} do not", f"{noisy} within noise"]
-            head = f"{group.preset} preset, {budget}: of the paper's {len(decided) + noisy} orderings " + ", ".join(
+            head = f"{name}, {budget}: of the paper's {len(decided) + noisy} orderings " + ", ".join(
                 c for c in counts if not c.startswith("0 ")
             )
         else:
-            head = f"{group.preset} preset, {budget}"
+            head = f"{name}, {budget}"
         # A scaled-down preset's errors are not the paper's to compare (its table still has them).
         scaled_down = preset is not None and bool(preset.cannot_show)
         numbered = [

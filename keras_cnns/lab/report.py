@@ -223,7 +223,7 @@ def _write_index(out_dir: str | Path) -> Path:
         rows, _ = load_rows(experiment, out_dir)
         found = [g for g in groups(rows) if in_group(rows, g)]
         if found:
-            presets = ", ".join(f"{g.label} ({_hardware(in_group(rows, g))})" for g in found)
+            presets = "; ".join(f"{g.label} ({_hardware(in_group(rows, g))})" for g in found)
             # Every current group that tests the claim, whole; else the first group's headline
             # (a smoke check's orderings are noise: its headline says so).
             testing = [
