@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ INDEX_FILE = "README.md"
 REPORT_FILE = "README.md"
 CSV_FILE = "results.csv"
 PLOT_SUFFIX = "-curves.png"
+# A curves plot whose every curve ends at or below this error (%) shows 0 to twice it.
+CUT_AXIS_BELOW = 10.0
 # The project README's results block, between these markers (see ``write_index``).
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -85,6 +88,7 @@ def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> byt
     fig = writer.figure(5.5 * len(panels), 4.2)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     colours = {v: f"C{i}" for i, v in enumerate(experiment.variants)}
+    finals: list[float] = []  # each curve's last error: where the error axis may be cut
     for ax, (title, variants) in zip(axes, panels.items(), strict=True):
         for variant in variants:
             histories = [r["_history"] for r in done if r["variant"] == variant]
@@ -95,6 +99,7 @@ def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> byt
                 epochs, errors = mean_curve(histories, which)
                 if not epochs or all(math.isnan(e) for e in errors):
                     continue
+                finals.append(errors[-1])
                 solid = style if len(experiment.curves) > 1 else "-"
                 ax.plot(
                     epochs, errors, solid, color=colours[variant], marker="o" if len(epochs) <= 5 else None,
@@ -120,9 +125,16 @@ def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> byt
         what += "; learning-rate changes dotted"
     if len(experiment.curves) == 1:
         what = what.replace(" (dashed)", "").replace(" (solid)", "")
+    # Runs trained to convergence end near the bottom: the axis stops at 20% as Fig. 6's does,
+    # so their last epochs (where the variants part) are not squeezed under the first ones.
+    # (Not where a training-error target is drawn: the time to reach it is the point there.)
+    if experiment.metric != "epochs_to_train_error" and finals and max((f for f in finals if not math.isnan(f)), default=100.0) <= CUT_AXIS_BELOW:
+        for ax in axes:
+            ax.set_ylim(0, 2 * CUT_AXIS_BELOW)
+        what += f"; error axis cut at {2 * CUT_AXIS_BELOW:g}%"
     title = f"{experiment.name}, preset {group.label}, {dataset}: {what}"
-    if len(title) > 60 * len(panels):  # wider than the figure at this size: two lines
-        title = title.replace(": ", "\n", 1)
+    # Wrapped to the figure's width at this size (about 60 characters a panel).
+    title = "\n".join(textwrap.wrap(title, 60 * len(panels), break_on_hyphens=False))
     fig.suptitle(title, fontsize=10)
     return writer.png(fig)
 
