@@ -679,7 +679,10 @@ def test_an_overrides_group_is_read_against_the_presets_own_runs(tmp_path, bf16,
     ])  # fmt: skip
     experiment = get_experiment(PVR)
     rows, _ = runs.load_rows(experiment, tmp_path)
-    sentence, speed = claims.baseline_results(experiment, rows, runs.Group("cpu", "precision=mixed_bfloat16"))
+    group = runs.Group("cpu", "precision=mixed_bfloat16")
+    # Its headline names the overrides (the index shows the headline on its own).
+    assert claims.verdict(experiment, rows, group)[0].startswith("cpu preset with --set precision=mixed_bfloat16, ")
+    sentence, speed = claims.baseline_results(experiment, rows, group)
     assert sentence.startswith("resnet20 with --set precision=mixed_bfloat16: ")
     assert sentence.endswith(reading)
     # Equal epoch times in the made-up records: a ratio of 1, said to come from runs apart.

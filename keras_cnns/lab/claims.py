@@ -356,8 +356,10 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     held = sum(decided)
     preset = experiment.presets.get(group.preset)
     claim = tests_the_claim(experiment, group, fraction)
-    # Runs of earlier models say so in their headline, which the index shows on its own.
-    name = f"{group.preset} preset" + (" (earlier models)" if group.earlier_models else "")
+    # The headline names its group whole (the index shows it on its own).
+    name = f"{group.preset} preset" + (" with tuned values" if group.tuned else "")
+    name += (f" with --set {group.overrides}" if group.overrides else "")
+    name += " (earlier models)" if group.earlier_models else ""
     if not claim:
         head = (
             f"{name}: too little training to compare with the paper ({pct} of the "
