@@ -656,6 +656,10 @@ def test_a_scaled_down_verdict_links_the_full_length_runs_and_plots_mark_the_dro
     assert "resnet56 7.20 vs resnet20 8.90 (test error %): the paper's ordering holds" in " ".join(
         claims.verdict(experiment, rows, runs.Group("paper", ""))
     )
+    assert claims.untested_orderings(experiment, rows, runs.Group("paper", "")) == [
+        "Not tested yet, for want of a completed run of plain20, plain56 among these runs: "
+        "resnet20 below plain20, resnet56 below plain56"
+    ]
     index = report.write_index(tmp_path).read_text()
     (line,) = [x for x in index.splitlines() if x.startswith(f"| [{PVR}]")]
     # Both groups that test the claim, the link pointing into the experiment's page.

@@ -400,6 +400,7 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
             head += f"; ours minus the paper's: {diffs}"
     sentences = [head + "."]
     sentences += [o.sentence + "." for o in orderings]
+    sentences += [s + "." for s in untested_orderings(experiment, rows, group)]
     sentences += [s + "." for s in ratio_results(experiment, rows, group)]
     sentences += [s + "." for _, s in regime_results(experiment, rows, group)]
     sentences += [s + "." for s in stopping_results(rows, group)]
@@ -412,6 +413,27 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
                 f"At full length, [the paper preset](#{_anchor(full)}): {verdict(experiment, rows, full)[0]}"
             )
     return sentences
+
+
+def untested_orderings(experiment: Experiment, rows, group: Group) -> list[str]:
+    """The paper's orderings that one of the group's variants waits on: those of whose two
+    variants only one has completed runs in the group (a long preset's runs finish one by one).
+    None for tuned values, which are tuned for some variants only."""
+    if group.tuned:
+        return []
+    present = {r["variant"] for r in in_group(rows, group)}
+    pairs, missing = [], []
+    for o in experiment.orderings:
+        if (o.lower in present) == (o.higher in present) or (o.lower, o.higher) in pairs:
+            continue
+        pairs.append((o.lower, o.higher))
+        missing += [v for v in (o.lower, o.higher) if v not in present and v not in missing]
+    if not pairs:
+        return []
+    return [
+        f"Not tested yet, for want of a completed run of {', '.join(missing)} among these runs: "
+        + ", ".join(f"{lo} below {hi}" for lo, hi in pairs)
+    ]
 
 
 def stopping_results(rows, group: Group) -> list[str]:
