@@ -356,10 +356,7 @@ def verdict(experiment: Experiment, rows, group: Group) -> list[str]:
     held = sum(decided)
     preset = experiment.presets.get(group.preset)
     claim = tests_the_claim(experiment, group, fraction)
-    # The headline names its group whole (the index shows it on its own).
-    name = f"{group.preset} preset" + (" with tuned values" if group.tuned else "")
-    name += (f" with --set {group.overrides}" if group.overrides else "")
-    name += " (earlier models)" if group.earlier_models else ""
+    name = group.phrase  # the group whole: the index shows the headline on its own
     if not claim:
         head = (
             f"{name}: too little training to compare with the paper ({pct} of the "

@@ -128,7 +128,8 @@ def plot_curves(experiment: Experiment, rows, group: Group, dataset: str) -> byt
     # Runs trained to convergence end near the bottom: the axis stops at 20% as Fig. 6's does,
     # so their last epochs (where the variants part) are not squeezed under the first ones.
     # (Not where a training-error target is drawn: the time to reach it is the point there.)
-    if experiment.metric != "epochs_to_train_error" and finals and max((f for f in finals if not math.isnan(f)), default=100.0) <= CUT_AXIS_BELOW:
+    converged = max((f for f in finals if not math.isnan(f)), default=100.0) <= CUT_AXIS_BELOW
+    if converged and experiment.metric != "epochs_to_train_error":
         for ax in axes:
             ax.set_ylim(0, 2 * CUT_AXIS_BELOW)
         what += f"; error axis cut at {2 * CUT_AXIS_BELOW:g}%"

@@ -245,9 +245,17 @@ class Group:
 
     @property
     def label(self) -> str:
-        text = self.preset + (" with tuned values" if self.tuned else "")
-        text += f" with --set {self.overrides}" if self.overrides else ""
-        return text + (", earlier models" if self.earlier_models else "")
+        return self.preset + self._qualifiers + (", earlier models" if self.earlier_models else "")
+
+    @property
+    def phrase(self) -> str:
+        """The group in a sentence: ``cpu preset with --set precision=mixed_bfloat16``."""
+        return f"{self.preset} preset{self._qualifiers}" + (" (earlier models)" if self.earlier_models else "")
+
+    @property
+    def _qualifiers(self) -> str:
+        text = " with tuned values" if self.tuned else ""
+        return text + (f" with --set {self.overrides}" if self.overrides else "")
 
     @property
     def stem(self) -> str:
