@@ -531,6 +531,11 @@ def _add_reproduce(sub):
         "--from-tuning", action="store_true", help="use each variant's best values from 'keras-cnns tune'"
     )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="train nothing: list this command's runs and how far each is (from OUT's records and checkpoints)",
+    )
     _add_placement_flags(p)
 
 
@@ -540,6 +545,8 @@ def _cmd_reproduce(args) -> int:
     # Unknown experiment, preset, variant or override: one line, before Keras is imported.
     experiment = experiments.get_experiment(args.experiment)
     preset = experiment.preset(args.preset)
+    if args.progress:
+        return _print_progress(args)
     data_dir = args.data_dir or os.environ.get("KERAS_CNNS_DATA_DIR") or None
     _check_archives(data_dir, preset.datasets, "--data-dir" if args.data_dir else "$KERAS_CNNS_DATA_DIR")
     _check_out_dir(args.out)
@@ -577,6 +584,22 @@ def _cmd_reproduce(args) -> int:
     if diverged:
         print(f"keras-cnns: {diverged} run(s) diverged; they are listed apart in the report")
     print(f"keras-cnns: wrote {os.path.join(args.out, experiment.name, report.REPORT_FILE)}")
+    return 0
+
+
+def _print_progress(args) -> int:
+    from keras_cnns.lab import runner
+
+    runs, note = runner.progress(
+        args.experiment, preset=args.preset, seeds=args.seeds, out_dir=args.out, overrides=args.overrides,
+        variants=args.variants, from_tuning=args.from_tuning,
+    )  # fmt: skip
+    for run in runs:
+        print(run.describe())
+    done = sum(r.status == "completed" for r in runs)
+    print(f"keras-cnns: {done} of {len(runs)} runs completed in {os.path.join(args.out, args.experiment)}")
+    if note:
+        print(f"keras-cnns: {note}")
     return 0
 
 

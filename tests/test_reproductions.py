@@ -265,6 +265,49 @@ def test_runner_sweeps_resumes_and_reuses(monkeypatch, tmp_path):
     assert len(after) == before + 1 and after[-1]["status"] == "diverged"
 
 
+@pytest.mark.smoke
+def test_progress_lists_each_run_from_records_and_checkpoints_and_trains_nothing(monkeypatch, tmp_path, capsys):
+    from keras_cnns.training.checkpoints import RunState
+
+    calls = []
+    _fake_engine(monkeypatch, calls)
+    before, note = runner.progress("relu-vs-tanh", preset="smoke", seeds=2, out_dir=tmp_path)
+    # Nothing ran: the sweep's four runs, and the main runs wait on its choice.
+    assert [(p.run.tags["phase"], p.status) for p in before] == [("sweep", "not started")] * 4
+    assert "once every sweep run has finished" in note
+
+    runner.run_experiment("relu-vs-tanh", preset="smoke", seeds=2, out_dir=tmp_path, verbose=0)
+    calls.clear()
+    runs, note = runner.progress("relu-vs-tanh", preset="smoke", seeds=3, out_dir=tmp_path)
+    assert note is None
+    status = {(p.run.tags["phase"], p.run.tags["variant"], p.run.tags["seed"], p.run.config.learning_rate): p for p in runs}
+    assert status["sweep", "tanh", 0, 0.04].describe().endswith("diverged in epoch 1: re-running trains it again")
+    relu = status["main", "relu", 1, 0.04]
+    assert relu.status == "completed" and relu.test_error == 20.0  # 40, 30, 20 % by the fake
+    assert relu.describe() == (
+        "relu-vs-tanh [smoke] relu on cifar10, seed 1: completed, test error 20.00% after 3 epochs (3 s)"
+    )
+
+    # Seed 2 has a checkpoint after 2 of its 3 epochs: the first epoch (which compiles) is left
+    # out of the pace.
+    todo = status["main", "relu", 2, 0.04]
+    assert todo.status == "not started"
+    run_dir = tmp_path / "relu-vs-tanh" / "checkpoints" / todo.run.run_id
+    run_dir.mkdir(parents=True)
+    RunState(
+        todo.run.run_id, todo.run.config.to_dict(), epochs_done=2, checkpoint="epoch-0002.weights.h5",
+        history=[{"epoch": 1, "time": 300.0}, {"epoch": 2, "time": 90.0}], wall_time=390.0,
+    ).save(run_dir / "state.json")
+    assert cli.main([
+        "reproduce", "relu-vs-tanh", "--preset", "smoke", "--seeds", "3", "--out", str(tmp_path), "--progress",
+    ]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "relu-vs-tanh [smoke] relu on cifar10, seed 2: 2 of 3 epochs done (6 min), about 90 s left at 90 s an epoch" in out
+    assert "relu-vs-tanh [smoke] tanh on cifar10, seed 2: not started" in out
+    assert f"keras-cnns: 7 of 10 runs completed in {tmp_path / 'relu-vs-tanh'}" in out
+    assert calls == []  # nothing trained
+
+
 # --- smoke presets end to end on real data ------------------------------------------------------
 
 

@@ -566,13 +566,9 @@ def _time_lines(experiment: Experiment, runs, everything) -> list[str]:
         "- Measured seconds per epoch, the first epoch (which compiles) left out: the fastest "
         f"epoch (the median in brackets): {rates}. The fastest epoch is the one other jobs on "
         "the machine disturbed least, and the one the comparisons use. "
-        f"{_duration(busy)} of training in all at the median pace (each run's epochs x its "
+        f"{writer.duration(busy)} of training in all at the median pace (each run's epochs x its "
         "median epoch; the wall time above also counts pauses)"
     ]
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:,.0f} min"
 
 
 def _seconds(x: float) -> str:

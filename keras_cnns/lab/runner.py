@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 from keras_cnns.errors import DivergedError, UserError
 from keras_cnns.lab.experiments import Experiment, Preset, get_experiment
+from keras_cnns.lab.writer import duration
 from keras_cnns.storage import DEFAULT_OUT_DIR
 from keras_cnns.training.config import TrainConfig
 from keras_cnns.training.record import RECORDS_FILE, RunRecord, tag_key
@@ -227,28 +229,14 @@ def run_experiment(
     for run in [*sweep_runs, *planned]:
         run.config.replace(devices=devices)  # a batch that does not split over them fails now
 
-    from keras_cnns.lab import report, runs
+    from keras_cnns.lab import report
 
     exp_dir = Path(out_dir) / experiment.name
     ledger = _Ledger(exp_dir / RECORDS_FILE, devices=devices)
     try:
         for run in sweep_runs:
             ledger.run(run, data_dir=data_dir, verbose=verbose)
-        choice = {}
-        if sweep_runs:
-            sweep = experiment.preset(preset).sweep
-            by_cell: dict[tuple[str, str], list[RunRecord]] = {}
-            for run in sweep_runs:
-                record = ledger.find(run)
-                if record is not None:
-                    by_cell.setdefault((run.tags["variant"], run.tags["dataset"]), []).append(record)
-            for cell, records in by_cell.items():
-                value, reason = runs.pick_sweep(records, sweep.param, experiment.target_train_error)
-                if value is None:
-                    raise UserError(f"every {sweep.param} of the {cell[0]} sweep diverged; nothing to choose from")
-                choice[cell] = value
-                if verbose:
-                    print(f"keras-cnns: {experiment.name} {cell[0]} ({cell[1]}): {sweep.param}={value:g} ({reason})", flush=True)
+        choice = _sweep_choice(experiment, preset, sweep_runs, ledger, verbose=verbose)
         main_runs = plan_runs(
             experiment, preset, seeds=seeds, variants=variants, overrides=overrides,
             variant_overrides=variant_overrides, sweep_choice=choice,
@@ -262,6 +250,31 @@ def run_experiment(
     return [r for r in done if r is not None]
 
 
+def _sweep_choice(experiment, preset, sweep_runs, ledger, *, verbose: int = 0) -> dict[tuple[str, str], Any] | None:
+    """``(variant, dataset) -> value`` the sweep chose, from its runs' records; ``None`` while
+    one of them has no record yet (the main runs cannot be planned before it)."""
+    if not sweep_runs:
+        return {}
+    from keras_cnns.lab import runs
+
+    sweep = experiment.preset(preset).sweep
+    by_cell: dict[tuple[str, str], list[RunRecord]] = {}
+    for run in sweep_runs:
+        record = ledger.find(run)
+        if record is None:
+            return None
+        by_cell.setdefault((run.tags["variant"], run.tags["dataset"]), []).append(record)
+    choice = {}
+    for cell, records in by_cell.items():
+        value, reason = runs.pick_sweep(records, sweep.param, experiment.target_train_error)
+        if value is None:
+            raise UserError(f"every {sweep.param} of the {cell[0]} sweep diverged; nothing to choose from")
+        choice[cell] = value
+        if verbose:
+            print(f"keras-cnns: {experiment.name} {cell[0]} ({cell[1]}): {sweep.param}={value:g} ({reason})", flush=True)
+    return choice
+
+
 def _tuned_overrides(experiment, preset, out_dir, variants) -> dict[str, list[str]]:
     from keras_cnns.lab import tuning_report
 
@@ -272,14 +285,15 @@ def _tuned_overrides(experiment, preset, out_dir, variants) -> dict[str, list[st
 class _Ledger:
     """An experiment's records file: which runs are done, and running the rest."""
 
-    def __init__(self, path: Path, devices: int | str = 1):
+    def __init__(self, path: Path, devices: int | str = 1, *, read_only: bool = False):
         self.path = path
         self.devices = devices
         self.records: list[RunRecord] = []
         if path.is_file():
-            from keras_cnns.storage import set_aside_torn_tail
+            if not read_only:
+                from keras_cnns.storage import set_aside_torn_tail
 
-            set_aside_torn_tail(path)  # a run killed mid-append: its re-run goes on
+                set_aside_torn_tail(path)  # a run killed mid-append: its re-run goes on
             self._read()
 
     def _read(self) -> None:
@@ -337,6 +351,122 @@ class _Ledger:
             append_record(self.path, record.to_json())
         self.records.append(record)
         return record
+
+
+# --- progress ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How far one planned run is: its record if it has one, else its checkpoint's state.
+
+    ``status`` is ``"completed"``, ``"diverged"``, ``"reusable"`` (the same computation
+    completed under other tags: re-running copies its record), ``"training"`` (a checkpoint:
+    ``epochs_done`` of the config's epochs) or ``"not started"``.
+    """
+
+    run: PlannedRun
+    status: str
+    epochs_done: int = 0
+    seconds: float = 0.0  # training wall time so far (resumes added up)
+    epoch_seconds: float | None = None  # the median epoch, the first (which compiles) left out
+    test_error: float | None = None
+    diverged_in: int | None = None  # the epoch whose loss became non-finite
+
+    @property
+    def epochs(self) -> int:
+        return self.run.config.epochs
+
+    def describe(self) -> str:
+        """One line: the run and how far it is."""
+        text = f"{_label(self.run)}: "
+        if self.status in ("completed", "reusable"):
+            error = "" if self.test_error is None else f", test error {self.test_error:.2f}%"
+            text += (
+                f"completed{error} after {self.epochs_done} epochs ({duration(self.seconds)})"
+                if self.status == "completed"
+                else f"trained under other tags{error}: re-running copies its record"
+            )
+        elif self.status == "diverged":
+            where = f" in epoch {self.diverged_in}" if self.diverged_in else ""
+            text += f"diverged{where}: re-running trains it again"
+        elif self.status == "training":
+            text += f"{self.epochs_done} of {self.epochs} epochs done ({duration(self.seconds)})"
+            if self.epoch_seconds and self.epochs_done < self.epochs:
+                at_most = "at most " if self.run.config.early_stopping_patience else ""
+                left = (self.epochs - self.epochs_done) * self.epoch_seconds
+                text += f", {at_most}about {duration(left)} left at {self.epoch_seconds:,.0f} s an epoch"
+        else:
+            text += "not started"
+        return text
+
+
+def progress(
+    name: str,
+    *,
+    preset: str = "smoke",
+    seeds: int | Sequence[int] = 1,
+    out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
+    overrides: Sequence[str] = (),
+    variants: Iterable[str] | str | None = None,
+    from_tuning: bool = False,
+) -> tuple[list[RunProgress], str | None]:
+    """How far each run that ``run_experiment`` with these arguments would train is, read from
+    its records and checkpoints; nothing is trained or written.
+
+    Returns:
+        ``(progress, note)``: the sweep's runs then the main runs, in the order they train;
+        ``note`` says why the main runs are not listed (their sweep is not finished), else ``None``.
+
+    Raises:
+        UserError: an unknown experiment, preset, variant or override; a damaged checkpoint state.
+    """
+    from keras_cnns.training.checkpoints import CHECKPOINTS_DIR, STATE_FILE, RunState
+
+    experiment = get_experiment(name)
+    variant_overrides = _tuned_overrides(experiment, preset, out_dir, variants) if from_tuning else None
+    sweep_runs = plan_sweep(experiment, preset, variants=variants, overrides=overrides, variant_overrides=variant_overrides)
+    exp_dir = Path(out_dir) / experiment.name
+    ledger = _Ledger(exp_dir / RECORDS_FILE, read_only=True)
+    choice = _sweep_choice(experiment, preset, sweep_runs, ledger)
+    note = None
+    if choice is None:
+        planned = []
+        note = (
+            f"the main runs use the {experiment.preset(preset).sweep.param} the sweep chooses: "
+            "they are planned once every sweep run has finished"
+        )
+    else:
+        planned = plan_runs(
+            experiment, preset, seeds=seeds, variants=variants, overrides=overrides,
+            variant_overrides=variant_overrides, sweep_choice=choice,
+        )
+    out = []
+    for run in [*sweep_runs, *planned]:
+        record = ledger.find(run)
+        other = ledger.find(run, any_tags=True)
+        if record is None and other is not None and other.completed:
+            record, status = other, "reusable"
+        else:
+            status = None if record is None else record.status
+        if record is not None:
+            times = [e.time for e in record.history[1:] if e.time is not None]
+            out.append(RunProgress(
+                run, status, len(record.history), record.wall_time,
+                statistics.median(times) if times else None, record.test.error if record.test else None,
+                (record.divergence or {}).get("epoch"),
+            ))  # fmt: skip
+            continue
+        state = RunState.load(exp_dir / CHECKPOINTS_DIR / run.run_id / STATE_FILE)
+        if state is None or not state.epochs_done:
+            out.append(RunProgress(run, "not started"))
+            continue
+        times = [h.get("time") for h in state.history]
+        times = [t for t in (times[1:] or times) if t is not None]
+        out.append(RunProgress(
+            run, "training", state.epochs_done, state.wall_time, statistics.median(times) if times else None
+        ))  # fmt: skip
+    return out, note
 
 
 def _label(run: PlannedRun) -> str:

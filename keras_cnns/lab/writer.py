@@ -2,9 +2,9 @@
 
 The experiments' pages (``keras_cnns.lab.report``), the searches' reports
 (``keras_cnns.lab.tuning_report``) and the benchmarks (``keras_cnns.benchmark``, ``scripts/``)
-all make their tables and figures here, so every table escapes its cells the same way and no
-figure touches pyplot's global state. Files are written with ``keras_cnns.storage``'s atomic
-writes by the caller, which knows which lock it holds.
+all make their tables and figures here, so every table escapes its cells the same way, every
+span of time reads alike and no figure touches pyplot's global state. Files are written with
+``keras_cnns.storage``'s atomic writes by the caller, which knows which lock it holds.
 """
 
 from __future__ import annotations
@@ -17,6 +17,13 @@ from typing import Any
 def cell(value: Any) -> str:
     """A table cell: its text, with the characters that would break a markdown row escaped."""
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def duration(seconds: float) -> str:
+    """A span of time as a reader takes it in: ``45 s``, ``12 min`` or ``5.6 h``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:,.0f} min" if seconds < 2 * 3600 else f"{seconds / 3600:,.1f} h"
 
 
 def table_lines(head: Sequence[Any], body: Sequence[Sequence[Any]]) -> list[str]:
