@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from keras_cnns.lab.experiments import Experiment, Ordering, Preset, Ratio, Regime
+from keras_cnns.lab.experiments import Deviation, Experiment, Ordering, Preset, Ratio, Regime
 from keras_cnns.training.config import TrainConfig
 from reproductions.plain_vs_residual import SEARCH_SPACE as RESNET_SEARCH_SPACE
 
@@ -43,6 +43,9 @@ _CONSTANT = TrainConfig(
     nesterov=True,
     weight_decay=5e-5,  # the paper's weight decay 1e-4 (gradient) is Keras L2 5e-5
     weight_decay_mode="l2",
+    # The authors' Torch code runs optim.sgd on the flattened vector of all the net's
+    # parameters: batch norm's gamma and beta and the biases are decayed with the kernels.
+    weight_decay_scope="all",
     batch_size=128,
     learning_rate=0.1,
     epochs=500,
@@ -156,6 +159,11 @@ EXPERIMENT = Experiment(
     presets={"paper": PAPER, "quick": QUICK, "cpu": CPU, "smoke": SMOKE},
     deviations=(
         "CIFAR-100 constant depth: Table 1 says 27.76, the text 27.22; the table's value is shown.",
+        Deviation(
+            "Weight decay on the convolution and dense kernels only; the authors' Torch code "
+            "decays every parameter, batch norm's gamma and beta included.",
+            when={"weight_decay_scope": "kernels"},
+        ),
         "Training time is compared per epoch (the fastest epoch, the first left out), on our hardware.",
         "Training error is Keras's running accuracy over each epoch's batches, so stochastic "
         "depth's is that of the net with its blocks dropped as it trains (test and validation "
@@ -170,4 +178,12 @@ EXPERIMENT = Experiment(
     ),
     # Huang et al. 2016 train with the ResNet baseline's recipe: the same search space.
     search_space=RESNET_SEARCH_SPACE,
+    notes=(
+        "What the paper leaves to its framework follows the authors' Torch code "
+        "(yueatsprograms/Stochastic_Depth): weight decay on every parameter, batch norm's gamma "
+        "and beta included (in runs whose deviations do not say otherwise); Nesterov momentum "
+        "without dampening; batch norm with Torch's momentum and epsilon and the classifier "
+        "initialised as Torch's linear layer, as in the ResNets of plain-vs-residual (the same "
+        "builder).",
+    ),
 )
