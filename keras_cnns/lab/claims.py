@@ -240,7 +240,8 @@ def _curve_ordering(done, o, dataset: str, where: str) -> Outcome | None:
             return Outcome(HOLDS, f"{what} ({span}, {len(seeds)} seeds): the paper's ordering holds beyond noise at every epoch (mean gap {min(gaps):.1f} to {max(gaps):.1f} points)")
         status = DOES_NOT_HOLD if counts[DOES_NOT_HOLD] else WITHIN_NOISE
         parts = [f"{k} at {_epoch_list(counts[k], len(epochs))}" for k in (HOLDS, WITHIN_NOISE, DOES_NOT_HOLD) if counts[k]]
-        return Outcome(status, f"{what} ({span}, {len(seeds)} seeds): the paper's ordering " + "; ".join(parts))
+        later = _holds_from(counts[WITHIN_NOISE] + counts[DOES_NOT_HOLD], epochs, lo, hi, "beyond noise ")
+        return Outcome(status, f"{what} ({span}, {len(seeds)} seeds): the paper's ordering " + "; ".join(parts) + later)
     above = [e for e in epochs if not lo[e - 1] < hi[e - 1]]
     one = " (one seed: the gap's noise is not measured)" if len(seeds) <= 1 else ""
     if not above:
@@ -253,8 +254,20 @@ def _curve_ordering(done, o, dataset: str, where: str) -> Outcome | None:
             f"above by {min(gaps):.1f} to {max(gaps):.1f} points){one}"
         ))
     return Outcome(DOES_NOT_HOLD, (
-        f"{what} ({span}): the paper's ordering does not hold at {_epoch_list(above, len(epochs))}{one}"
+        f"{what} ({span}): the paper's ordering does not hold at {_epoch_list(above, len(epochs))}"
+        f"{_holds_from(above, epochs, lo, hi)}{one}"
     ))
+
+
+def _holds_from(failing: Sequence[int], epochs: range, lo, hi, how: str = "") -> str:
+    """Where the epochs the ordering fails at are the first ones (a deeper net's slower start),
+    ``; it holds at every epoch from N on (gap ...)``; else nothing."""
+    failing = sorted(failing)
+    if not failing or failing != list(range(epochs[0], failing[-1] + 1)) or failing[-1] == epochs[-1]:
+        return ""
+    start = failing[-1] + 1
+    gaps = [hi[e - 1] - lo[e - 1] for e in range(start, epochs[-1] + 1)]
+    return f"; it holds {how}at every epoch from {start} on (gap {min(gaps):.1f} to {max(gaps):.1f} points)"
 
 
 def _epoch_list(epochs: Sequence[int], total: int) -> str:
