@@ -749,6 +749,12 @@ def main(argv: list[str] | None = None) -> int:
     except DivergedError as err:
         print(f"keras-cnns: diverged: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:
+        # The reader of stdout went away (``keras-cnns models | head``): stop quietly, with the
+        # status of a command stopped by SIGPIPE; the output Python would still flush at exit
+        # goes nowhere. A training run stopped this way resumes from its last checkpoint.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except OSError as err:
         if err.errno not in _WRITE_ERRNOS:
             raise  # not the user's to fix: a bug shows its traceback

@@ -29,6 +29,19 @@ def test_help_via_console_script():
         assert command in done.stdout
 
 
+@pytest.mark.smoke
+def test_output_into_a_closed_pipe_stops_quietly():
+    # `keras-cnns models | head -1`: the reader leaves; no traceback, SIGPIPE's status.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "keras_cnns.cli", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    child.stdout.close()  # no reader before the first line is written
+    err = child.stderr.read().decode()
+    child.stderr.close()
+    assert child.wait(timeout=60) == 141
+    assert err == ""
+
+
 # --- shape -------------------------------------------------------------------------------------
 
 
