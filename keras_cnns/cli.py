@@ -19,6 +19,7 @@ import errno
 import importlib.util
 import json
 import os
+import select
 import sys
 import tempfile
 
@@ -730,6 +731,16 @@ def _needs_keras(args) -> bool:
     return args.command in ("summary", "train", "reproduce", "tune")
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     native_logs.quiet_first_import("tensorflow")
     parser = build_parser()
@@ -750,6 +761,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keras-cnns: diverged: {err}", file=sys.stderr)
         return err.exit_code
     except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # another pipe (a worker's): a bug shows its traceback
         # The reader of stdout went away (``keras-cnns models | head``): stop quietly, with the
         # status of a command stopped by SIGPIPE; the output Python would still flush at exit
         # goes nowhere. A training run stopped this way resumes from its last checkpoint.

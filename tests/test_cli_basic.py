@@ -42,6 +42,17 @@ def test_output_into_a_closed_pipe_stops_quietly():
     assert err == ""
 
 
+@pytest.mark.smoke
+def test_a_broken_pipe_that_is_not_stdout_shows_its_traceback(monkeypatch):
+    # A worker's pipe, say: stdout is fine, so it is a bug, not the reader leaving.
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("keras_cnns.cli._cmd_shape", broken)
+    with pytest.raises(BrokenPipeError):
+        main(["shape", "--input", "5", "--kernel", "3"])
+
+
 # --- shape -------------------------------------------------------------------------------------
 
 
