@@ -308,6 +308,14 @@ def test_progress_lists_each_run_from_records_and_checkpoints_and_trains_nothing
     assert calls == []  # nothing trained
 
 
+@pytest.mark.smoke
+def test_progress_paces_a_run_by_its_last_ten_epochs():
+    # A run slowed by other jobs for its first epochs: the time left follows the recent pace.
+    assert runner._pace([500.0] + [400.0] * 5 + [200.0] * 10) == 200.0
+    assert runner._pace([300.0, 90.0, 110.0]) == 100.0  # the compiling first epoch left out
+    assert runner._pace([300.0]) == 300.0 and runner._pace([]) is None
+
+
 # --- smoke presets end to end on real data ------------------------------------------------------
 
 

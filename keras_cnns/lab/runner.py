@@ -369,7 +369,7 @@ class RunProgress:
     status: str
     epochs_done: int = 0
     seconds: float = 0.0  # training wall time so far (resumes added up)
-    epoch_seconds: float | None = None  # the median epoch, the first (which compiles) left out
+    epoch_seconds: float | None = None  # the pace: see ``_pace``
     test_error: float | None = None
     diverged_in: int | None = None  # the epoch whose loss became non-finite
 
@@ -450,10 +450,9 @@ def progress(
         else:
             status = None if record is None else record.status
         if record is not None:
-            times = [e.time for e in record.history[1:] if e.time is not None]
             out.append(RunProgress(
                 run, status, len(record.history), record.wall_time,
-                statistics.median(times) if times else None, record.test.error if record.test else None,
+                _pace([e.time for e in record.history]), record.test.error if record.test else None,
                 (record.divergence or {}).get("epoch"),
             ))  # fmt: skip
             continue
@@ -461,12 +460,21 @@ def progress(
         if state is None or not state.epochs_done:
             out.append(RunProgress(run, "not started"))
             continue
-        times = [h.get("time") for h in state.history]
-        times = [t for t in (times[1:] or times) if t is not None]
         out.append(RunProgress(
-            run, "training", state.epochs_done, state.wall_time, statistics.median(times) if times else None
+            run, "training", state.epochs_done, state.wall_time, _pace([h.get("time") for h in state.history])
         ))  # fmt: skip
     return out, note
+
+
+# Epochs whose seconds set a run's pace: the machine's load changes over hours.
+PACE_EPOCHS = 10
+
+
+def _pace(times: Sequence[float | None]) -> float | None:
+    """Seconds an epoch now: the median of the last ``PACE_EPOCHS`` epochs, the first (which
+    compiles) left out unless it is the only one."""
+    times = [t for t in (times[1:] or times)[-PACE_EPOCHS:] if t is not None]
+    return statistics.median(times) if times else None
 
 
 def _label(run: PlannedRun) -> str:
