@@ -369,7 +369,7 @@ class RunProgress:
     status: str
     epochs_done: int = 0
     seconds: float = 0.0  # training wall time so far (resumes added up)
-    epoch_seconds: float | None = None  # the pace: see ``_pace``
+    epoch_seconds: float | None = None  # a run in training: its pace (``_pace``)
     test_error: float | None = None
     diverged_in: int | None = None  # the epoch whose loss became non-finite
 
@@ -452,8 +452,8 @@ def progress(
         if record is not None:
             out.append(RunProgress(
                 run, status, len(record.history), record.wall_time,
-                _pace([e.time for e in record.history]), record.test.error if record.test else None,
-                (record.divergence or {}).get("epoch"),
+                test_error=record.test.error if record.test else None,
+                diverged_in=(record.divergence or {}).get("epoch"),
             ))  # fmt: skip
             continue
         state = RunState.load(exp_dir / CHECKPOINTS_DIR / run.run_id / STATE_FILE)
